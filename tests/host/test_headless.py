@@ -1,0 +1,146 @@
+"""The headless runner: UI→API conversion against real editor workflows, and real runs in ComfyUI."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from headless.convert import WorkflowError, apply_overrides, ui_to_api
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Validation errors that only mean "this machine lacks the template's model/image files".
+MISSING_FILE_ERRORS = {"value_not_in_list", "custom_validation_failed"}
+
+
+def _node(node_id, kind, inputs=(), outputs=(), widgets=None, mode=0, title=None):
+    node = {"id": node_id, "type": kind, "pos": [0, 0], "size": [200, 100], "flags": {}, "order": node_id,
+            "mode": mode, "inputs": list(inputs), "outputs": list(outputs), "properties": {}}
+    if widgets is not None:
+        node["widgets_values"] = widgets
+    if title:
+        node["title"] = title
+    return node
+
+
+def core_workflow() -> dict:
+    """An editor-format graph of core nodes using a PrimitiveNode, a Reroute, a bypassed and a muted node."""
+    nodes = [
+        _node(1, "EmptyImage", inputs=[{"name": "width", "type": "INT", "widget": {"name": "width"}, "link": 1}],
+              outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [2, 6]}], widgets=[64, 48, 2, 0]),
+        _node(2, "PrimitiveNode", outputs=[{"name": "INT", "type": "INT", "links": [1], "widget": {"name": "width"}}],
+              widgets=[32, "fixed"]),
+        _node(3, "Reroute", inputs=[{"name": "", "type": "*", "link": 2}],
+              outputs=[{"name": "", "type": "IMAGE", "links": [3]}]),
+        _node(4, "ImageInvert", inputs=[{"name": "image", "type": "IMAGE", "link": 3}],
+              outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [4]}], mode=4),
+        _node(5, "ImageInvert", inputs=[{"name": "image", "type": "IMAGE", "link": 4}],
+              outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [5]}]),
+        _node(6, "SaveImage", inputs=[{"name": "images", "type": "IMAGE", "link": 5}], widgets=["core_smoke"],
+              title="Save"),
+        _node(7, "SaveImage", inputs=[{"name": "images", "type": "IMAGE", "link": 6}], widgets=["muted"], mode=2),
+    ]
+    links = [[1, 2, 0, 1, 0, "INT"], [2, 1, 0, 3, 0, "IMAGE"], [3, 3, 0, 4, 0, "IMAGE"], [4, 4, 0, 5, 0, "IMAGE"],
+             [5, 5, 0, 6, 0, "IMAGE"], [6, 1, 0, 7, 0, "IMAGE"]]
+    return {"last_node_id": 7, "last_link_id": 6, "nodes": nodes, "links": links, "groups": [], "config": {},
+            "extra": {}, "version": 0.4}
+
+
+@pytest.fixture(scope="module")
+def object_info(comfy_server) -> dict:
+    return comfy_server.object_info()
+
+
+def test_core_workflow_converts_like_the_editor(object_info):
+    prompt = ui_to_api(core_workflow(), object_info)
+    assert set(prompt) == {"1", "5", "6"}  # editor-only, bypassed and muted nodes are gone
+    assert prompt["1"]["inputs"] == {"width": 32, "height": 48, "batch_size": 2, "color": 0}
+    assert prompt["5"]["inputs"] == {"image": ["1", 0]}  # through the reroute and the bypassed node
+    assert prompt["6"]["inputs"] == {"filename_prefix": "core_smoke", "images": ["5", 0]}
+    apply_overrides(prompt, ["Save.filename_prefix=renamed", "#1.height=16"], object_info)
+    assert prompt["6"]["inputs"]["filename_prefix"] == "renamed" and prompt["1"]["inputs"]["height"] == 16
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda w: w["nodes"].append(_node(9, "NoSuchNode")), "unknown node type 'NoSuchNode'"),
+    (lambda w: w["links"].pop(3), "link 4, which does not exist"),
+    (lambda w: w["links"].__setitem__(0, [1, 42, 0, 1, 0, "INT"]), "missing node 42"),
+    (lambda w: w.pop("nodes"), "not a ComfyUI workflow"),
+    (lambda w: w["nodes"][0]["widgets_values"].extend([1, 2]), "has 6 widget values"),
+])
+def test_bad_workflows_name_the_problem(object_info, mutate, message):
+    workflow = core_workflow()
+    mutate(workflow)
+    with pytest.raises(WorkflowError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ui_to_api(workflow, object_info)
+
+
+def test_bad_overrides_name_the_problem(object_info):
+    prompt = ui_to_api(core_workflow(), object_info)
+    for override, message in [("Nope.width=3", "no node titled 'Nope'"), ("Save.nope=3", "has no input 'nope'"),
+                              ("width=3", "must look like")]:
+        with pytest.raises(WorkflowError, match=message):
+            apply_overrides(prompt, [override], object_info)
+
+
+def _templates() -> list[Path]:
+    import comfyui_workflow_templates_core  # noqa: F401  (the templates ship with ComfyUI's requirements)
+
+    site = Path(comfyui_workflow_templates_core.__file__).parent.parent
+    return sorted(Path(p) for p in glob.glob(str(site / "comfyui_workflow_templates_*" / "templates" / "*.json")))
+
+
+def test_editor_templates_convert_and_validate(object_info, comfy_host):
+    """Every official template made only of known nodes converts into a prompt ComfyUI itself accepts,
+    apart from the model/image files this machine does not have."""
+    checked = 0
+    for path in _templates():
+        workflow = json.loads(path.read_text())
+        if not isinstance(workflow, dict) or "nodes" not in workflow or workflow.get("definitions"):
+            continue
+        if any(n["type"] not in object_info and n["type"] not in ("Note", "MarkdownNote", "Reroute", "PrimitiveNode")
+               for n in workflow["nodes"]):
+            continue
+        prompt = ui_to_api(workflow, object_info)
+        ok, error, node_errors = comfy_host.validate(prompt)
+        for node_id, info in node_errors.items():
+            kinds = {e["type"] for e in info["errors"]}
+            assert kinds <= MISSING_FILE_ERRORS, f"{path.name} node {node_id} ({info['class_type']}): {info['errors']}"
+        checked += 1
+    assert checked >= 20, f"only {checked} templates were usable"
+
+
+def _run_headless(workflow: dict | str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    path = tmp_path / "workflow.json"
+    path.write_text(workflow if isinstance(workflow, str) else json.dumps(workflow))
+    return subprocess.run([sys.executable, "-m", "headless", str(path), "--output", str(tmp_path / "out"), *extra],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def test_runner_executes_editor_workflow_in_real_comfyui(tmp_path):
+    result = _run_headless(core_workflow(), tmp_path, "--set", "Save.filename_prefix=renamed")
+    assert result.returncode == 0, result.stderr + result.stdout
+    files = sorted((tmp_path / "out").glob("renamed_*.png"))
+    assert len(files) == 2 and not list((tmp_path / "out").glob("muted*"))
+    pixels = np.asarray(Image.open(files[0]))
+    assert pixels.shape == (48, 32, 3) and (pixels == 255).all()  # black inverted once: the bypass was skipped
+    assert "running #6 Save" in result.stdout
+
+
+def test_runner_failures_exit_nonzero_and_write_nothing(tmp_path):
+    result = _run_headless("[1, 2, 3]", tmp_path)
+    assert result.returncode == 2 and "is not a ComfyUI workflow" in result.stderr
+
+    workflow = core_workflow()
+    workflow["nodes"][5]["widgets_values"] = ["../outside"]  # SaveImage refuses to write outside its folder
+    result = _run_headless(workflow, tmp_path)
+    assert result.returncode == 1
+    assert "error in node #6 (Save, SaveImage)" in result.stderr
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
