@@ -62,16 +62,16 @@ def _is_widget(spec: list) -> bool:
     return isinstance(kind, list) or kind in WIDGET_TYPES
 
 
-def _extra_values(name: str, spec: list) -> int:
-    """Editor-only values stored after a widget's own value (seed control mode, upload button)."""
+def extra_widget_values(name: str, spec: list) -> list[str]:
+    """Editor-only values saved after a widget's own value: the seed control mode, the upload button."""
     kind = spec[0]
     options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
-    extra = 0
+    extra = []
     control = options.get("control_after_generate")
     if control or (control is None and kind == "INT" and name in ("seed", "noise_seed")):
-        extra += 1
+        extra.append("fixed")
     if any(options.get(key) for key in UPLOAD_OPTIONS):
-        extra += 1
+        extra.append("image")
     return extra
 
 
@@ -87,7 +87,7 @@ def _widget_inputs(node: dict, info: dict) -> dict[str, Any]:
         if position >= len(values):
             break
         result[name] = values[position]
-        position += 1 + _extra_values(name, spec)
+        position += 1 + len(extra_widget_values(name, spec))
     if position < len(values) and len(values) - position > 1:
         raise WorkflowError(
             f"{_describe(node)} has {len(values)} widget values but its inputs use {position}; the workflow was "

@@ -144,3 +144,25 @@ def test_runner_failures_exit_nonzero_and_write_nothing(tmp_path):
     assert result.returncode == 1
     assert "error in node #6 (Save, SaveImage)" in result.stderr
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+
+
+def test_editor_graph_round_trips_through_the_converter(object_info):
+    from headless.editor import EditorGraph
+
+    graph = EditorGraph(object_info)
+    image = graph.add("EmptyImage", width=24, color=7)
+    inverted = graph.add("ImageInvert", image=image.out("IMAGE"))
+    graph.add("SaveImage", title="Save", images=inverted.out(0), filename_prefix="x")
+    graph.add("RandomNoise", title="Noise", noise_seed=5)
+    workflow = graph.to_json()
+    noise = next(n for n in workflow["nodes"] if n["type"] == "RandomNoise")
+    assert noise["widgets_values"] == [5, "fixed"]  # the seed carries its control value
+    prompt = ui_to_api(workflow, object_info)
+    assert prompt["1"]["inputs"] == {"width": 24, "height": 512, "batch_size": 1, "color": 7}
+    assert prompt["2"]["inputs"] == {"image": ["1", 0]}
+    assert prompt["3"]["inputs"] == {"images": ["2", 0], "filename_prefix": "x"}
+    assert prompt["4"]["inputs"] == {"noise_seed": 5}
+    incomplete = EditorGraph(object_info)
+    incomplete.add("KSampler")
+    with pytest.raises(ValueError, match="KSampler.model is a required MODEL socket"):
+        incomplete.to_json()
