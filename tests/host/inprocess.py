@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MODEL_FOLDERS = ("checkpoints", "diffusion_models", "vae", "clip_vision")
-PACK_MODULE = "comfyui-sv4d2"  # the pack's folder name under custom_nodes (scripts/bootstrap_host.sh)
+PACK_MODULE = "sv4d2"  # the pack's folder name under custom_nodes (scripts/bootstrap_host.sh)
 
 
 class NodeFailed(AssertionError):

@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-PACK_MODULE = "custom_nodes.comfyui-sv4d2"
+PACK_MODULE = "custom_nodes.sv4d2"
 
 
 def test_import_is_cheap_and_exposes_a_v3_entrypoint():

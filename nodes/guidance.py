@@ -1,0 +1,199 @@
+"""SV4D2 CFG Grid: one classifier-free guidance scale per latent (frame, view), for both ComfyUI sampler paths.
+
+The grid reaches SamplerCustomAdvanced as a GUIDER and core KSampler as a MODEL whose cfg function applies it.
+A small route lets the web editor draw exactly the grid the sampler will use without re-implementing the rules.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+import comfy.samplers
+from comfy_api.latest import io
+
+from sv4d_lib import guidance
+from sv4d_lib.cameras import OrbitCameras
+
+from .types import Cameras
+
+GRID_WIDGET = "SV4D2_CFG_GRID"
+PREVIEW_ROUTE = "/sv4d2/cfg_grid"
+CAMERA_PRESETS_ROUTE = "/sv4d2/camera_presets"
+
+
+def with_widget_type(widget: io.String.Input, widget_type: str) -> io.String.Input:
+    """Ask the frontend for a custom widget while the value stays a STRING.
+
+    `extra_dict=` is not accepted by `io.String.Input` on ComfyUI 0.3.75, but the attribute it fills is.
+    """
+    widget.extra_dict["widgetType"] = widget_type
+    return widget
+
+
+class GridGuider(comfy.samplers.CFGGuider):
+    """CFGGuider with a `(T, V)` scale grid: latent i = (b, t, v) gets `uncond + (cond − uncond)·s[t, v]`."""
+
+    def __init__(self, model_patcher, scales: torch.Tensor):
+        super().__init__(model_patcher)
+        self.scales = scales
+
+    def predict_noise(self, x, timestep, model_options={}, seed=None):  # noqa: B006 (CFGGuider's signature)
+        positive, negative = self.conds.get("positive"), self.conds.get("negative")
+        cond, uncond = comfy.samplers.calc_cond_batch(self.inner_model, [positive, negative], x, timestep, model_options)
+        self.scales = self.scales.to(x.device)  # moved once; a no-op on later steps
+        return guidance.apply_cfg_grid(cond, uncond, self.scales)
+
+
+def grid_cfg_function(scales: torch.Tensor):
+    """A `sampler_cfg_function` applying the grid; ComfyUI subtracts its result from x, so it returns x − guided."""
+    on_device = {"scales": scales}
+
+    def cfg_function(args: dict[str, Any]) -> torch.Tensor:
+        x = args["input"]
+        on_device["scales"] = on_device["scales"].to(x.device)
+        return x - guidance.apply_cfg_grid(args["cond_denoised"], args["uncond_denoised"], on_device["scales"])
+
+    return cfg_function
+
+
+def grid_size(model, positive) -> tuple[int, int]:
+    """(T, V) the model samples: from the SV4D2 conditioning, else from the SV4D2 model."""
+    for _, extra in positive:
+        if "sv4d2_num_frames" in extra and "sv4d2_num_views" in extra:
+            return int(extra["sv4d2_num_frames"]), int(extra["sv4d2_num_views"])
+    inner = getattr(model, "model", None)
+    if hasattr(inner, "sv4d2_num_frames") and hasattr(inner, "sv4d2_num_views"):
+        return int(inner.sv4d2_num_frames), int(inner.sv4d2_num_views)
+    raise ValueError(
+        "SV4D2 CFG Grid cannot tell how many frames and views the model samples: connect an SV4D2 model and the "
+        "positive conditioning of an SV4D2 encode node"
+    )
+
+
+class CFGGrid(io.ComfyNode):
+    """Per-latent CFG from a grid spec (see `sv4d_lib.guidance`), edited in the node's heat-map widget."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SV4D2CFGGrid",
+            display_name="SV4D2 CFG Grid",
+            category="SV4D2/sampling",
+            description=(
+                "Classifier-free guidance with one scale per frame and view. GUIDER feeds SamplerCustomAdvanced; "
+                "MODEL feeds KSampler, whose cfg value is then ignored."
+            ),
+            inputs=[
+                io.Model.Input("model", tooltip="The SV4D2 model."),
+                io.Conditioning.Input("positive", tooltip="SV4D2 conditioning (carries the frame and view counts)."),
+                io.Conditioning.Input("negative", tooltip="SV4D2 unconditional branch."),
+                with_widget_type(io.String.Input(
+                    "grid",
+                    default=guidance.DEFAULT_GRID_SPEC,
+                    socketless=True,
+                    tooltip=(
+                        'Grid spec JSON: {"preset": "official_4v" | "official_8v" | "ramp", "params": {...}, '
+                        '"overrides": {"t,v": scale}, "shape": [T, V]}. Scales 0-30.'
+                    ),
+                ), GRID_WIDGET),
+                Cameras.Input(
+                    "cameras", optional=True,
+                    tooltip="Optional: the 'ramp' preset then measures view distance from these azimuths.",
+                ),
+            ],
+            outputs=[
+                io.Guider.Output(display_name="GUIDER", tooltip="For SamplerCustomAdvanced."),
+                io.Model.Output(
+                    display_name="MODEL",
+                    tooltip="For KSampler: the grid replaces CFG, so the sampler's cfg input is ignored.",
+                ),
+            ],
+        )
+
+    @classmethod
+    def validate_inputs(cls, grid: str | None) -> bool | str:
+        if grid is None:  # linked from another node: checked when it runs
+            return True
+        try:
+            spec = guidance.parse_grid_spec(grid)
+            if spec["shape"] is not None:
+                guidance.grid_from_spec(spec, *spec["shape"])
+        except ValueError as error:
+            return str(error)
+        return True
+
+    @classmethod
+    def execute(cls, model, positive, negative, grid: str, cameras=None) -> io.NodeOutput:
+        spec = guidance.parse_grid_spec(grid)
+        num_frames, num_views = grid_size(model, positive)
+        if cameras is not None and cameras.num_views != num_views:
+            raise ValueError(
+                f"the cameras have {cameras.num_views} novel views but the model samples {num_views}; "
+                "connect the cameras used for sampling"
+            )
+        azimuths = cameras.azimuths_deg if cameras is not None else None
+        scales = guidance.grid_from_spec(spec, num_frames, num_views, azimuths)
+        guider = GridGuider(model, scales)
+        guider.set_conds(positive, negative)
+        patched = model.clone()
+        patched.set_model_sampler_cfg_function(grid_cfg_function(scales), disable_cfg1_optimization=True)
+        return io.NodeOutput(guider, patched)
+
+
+def register_routes() -> None:
+    """Routes for the web editors, on the running ComfyUI server if there is one.
+
+    GET /sv4d2/cfg_grid: presets and their default params; POST /sv4d2/cfg_grid {grid, num_frames, num_views,
+    azimuths_deg?}: the grid the sampler would use (or the error), with the view distances and ramp curves to draw;
+    GET /sv4d2/camera_presets: the official camera layouts.
+    """
+    try:
+        from aiohttp import web
+        from server import PromptServer
+    except ImportError:  # imported outside ComfyUI's server (e.g. a bare script)
+        return
+    instance = getattr(PromptServer, "instance", None)
+    if instance is None:
+        return
+
+    @instance.routes.get(PREVIEW_ROUTE)
+    async def presets(request: web.Request) -> web.Response:
+        return web.json_response({
+            "presets": guidance.PRESETS, "easings": list(guidance.EASINGS), "default": guidance.DEFAULT_GRID_SPEC,
+            "range": [guidance.MIN_SCALE, guidance.MAX_SCALE],
+        })
+
+    @instance.routes.post(PREVIEW_ROUTE)
+    async def preview(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            spec = guidance.parse_grid_spec(body.get("grid"))
+            num_frames, num_views = spec["shape"] or (body.get("num_frames"), body.get("num_views"))
+            scales = guidance.grid_from_spec(spec, num_frames, num_views, body.get("azimuths_deg"))
+            reply = {
+                "num_frames": num_frames, "num_views": num_views, "scales": scales.tolist(),
+                "view_distance": guidance.view_distance(num_views, body.get("azimuths_deg")).tolist(),
+            }
+            if spec["preset"] == "ramp":
+                along_time, along_view = guidance.ramp_profiles(spec["params"], num_frames)
+                reply["profiles"] = {"time": along_time.tolist(), "view": along_view.tolist()}
+        except (ValueError, TypeError, AttributeError) as error:
+            return web.json_response({"error": str(error)}, status=400)
+        return web.json_response(reply)
+
+    @instance.routes.get(CAMERA_PRESETS_ROUTE)
+    async def camera_presets(request: web.Request) -> web.Response:
+        layouts = {name: OrbitCameras.preset(name) for name in ("4v", "8v")}
+        return web.json_response({
+            name: {"elevations_deg": list(c.elevations_deg), "azimuths_deg": list(c.azimuths_deg)}
+            for name, c in layouts.items()
+        })
+
+    logging.debug("SV4D2: CFG grid preview route registered at %s", PREVIEW_ROUTE)
+
+
+register_routes()
+
+NODES = [CFGGrid]

@@ -1,0 +1,332 @@
+// SV4D2 Cameras editor: a top view of the orbit with draggable view markers (azimuth) and one elevation
+// control per view. The value is the node's `cameras` JSON {"elevations_deg": [...], "azimuths_deg": [...]}
+// (input view first, V + 1 entries); the official layouts come from the backend (GET /sv4d2/camera_presets).
+import { app } from "../../scripts/app.js";
+import {
+  addEditorWidget, button, clientPosition, element, fitCanvas, forwardWheel, getJSON, injectStyles, jsonBox,
+  trackPointer, watchSize,
+} from "./sv4d2_common.js";
+
+const WIDGET = "SV4D2_CAMERAS_EDITOR";
+const MARKER_RADIUS = 9;
+const MIN_HEIGHT = 300;
+const CUSTOM = "custom";
+
+let presets = null;
+const presetsLoaded = getJSON("/sv4d2/camera_presets").then(
+  (layouts) => { presets = layouts; },
+  (error) => console.warn("SV4D2: camera presets unavailable", error),
+);
+
+// The preset combo's values name the layouts ("4v" / "8v", or labels such as "4 views (official)").
+function layoutKey(presetValue) {
+  const match = /^([48])/.exec(String(presetValue ?? ""));
+  return match ? `${match[1]}v` : null;
+}
+
+function parseCameras(text) {
+  let raw;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    return { error: `cameras is not valid JSON (${error.message})` };
+  }
+  const ok = (list) => Array.isArray(list) && list.every((x) => typeof x === "number" && Number.isFinite(x));
+  if (!raw || !ok(raw.elevations_deg) || !ok(raw.azimuths_deg)) {
+    return { error: 'cameras needs numeric "elevations_deg" and "azimuths_deg" lists (input view first)' };
+  }
+  if (raw.elevations_deg.length !== raw.azimuths_deg.length || raw.azimuths_deg.length < 2) {
+    return { error: "cameras needs one elevation per azimuth and at least the input view plus one novel view" };
+  }
+  return { cameras: { elevations_deg: [...raw.elevations_deg], azimuths_deg: [...raw.azimuths_deg] } };
+}
+
+const normaliseAngle = (degrees) => ((degrees % 360) + 360) % 360;
+
+class CameraEditor {
+  constructor(node, text) {
+    this.node = node;
+    this.text = text;
+    this.cameras = null;
+    this.error = null;
+    this.drag = null;
+    this.hover = null;
+    this.onChange = () => {};
+    this.build();
+    this.setText(text);
+  }
+
+  build() {
+    this.root = element("div", "sv4d2-editor sv4d2-cameras");
+    const bar = element("div", "sv4d2-toolbar");
+    bar.append(
+      button("4 views (official)", () => this.pickPreset("4v"), "The official 4-view orbit"),
+      button("8 views (official)", () => this.pickPreset("8v"), "The official 8-view orbit"),
+      button("{ }", () => this.toggleJson(), "Edit the cameras as JSON"),
+    );
+    this.canvas = element("canvas", "sv4d2-canvas");
+    this.list = element("div", "sv4d2-view-list");
+    const body = element("div", "sv4d2-cameras-body");
+    body.append(this.canvas, this.list);
+    this.status = element("div", "sv4d2-status");
+    this.json = jsonBox((text) => { this.setText(text); this.edited(false); });
+    this.root.append(bar, body, this.status, this.json);
+    trackPointer(this.canvas, {
+      start: (p) => this.startDrag(p),
+      drag: (p, e) => this.dragTo(p, e),
+      end: () => { this.drag = null; this.draw(); },
+      hover: (p) => this.hoverAt(p),
+    });
+    this.canvas.addEventListener("pointerleave", () => this.hoverAt({ x: -1e9, y: -1e9 }));
+    forwardWheel(this.canvas);
+    watchSize(this.canvas, () => this.draw());
+  }
+
+  // ---- value, preset combo ---------------------------------------------------------------------------------
+
+  setText(text) {
+    this.text = typeof text === "string" ? text : JSON.stringify(text);
+    const { cameras, error } = parseCameras(this.text);
+    this.error = error ?? null;
+    if (cameras) this.cameras = cameras;
+    if (document.activeElement !== this.json) this.json.value = this.text;
+    this.rebuildList();
+    this.draw();
+  }
+
+  presetWidget() {
+    return this.node.widgets?.find((w) => w.name === "preset");
+  }
+
+  // What the node will use: the official layout while its preset combo names one, else the JSON.
+  effectiveCameras() {
+    const key = layoutKey(this.presetWidget()?.value);
+    if (key && presets?.[key]) {
+      const elevation = Number(this.node.widgets?.find((w) => w.name === "elevation_deg")?.value ?? 0);
+      const layout = presets[key];
+      return { elevations_deg: layout.azimuths_deg.map(() => elevation), azimuths_deg: [...layout.azimuths_deg] };
+    }
+    return this.error ? null : this.cameras;
+  }
+
+  async pickPreset(key) {
+    await presetsLoaded;
+    const combo = this.presetWidget();
+    const option = combo?.options?.values?.find((v) => layoutKey(v) === key);
+    if (combo && option !== undefined) {
+      combo.value = option;
+      combo.callback?.(option); // shows the layout (see nodeCreated)
+    }
+  }
+
+  // The preset combo changed (or a preset button was pressed): show and store that layout.
+  showPreset() {
+    const cameras = layoutKey(this.presetWidget()?.value) ? this.effectiveCameras() : null;
+    if (!cameras) return;
+    this.setText(JSON.stringify(cameras));
+    this.edited(false);
+  }
+
+  // A marker or elevation edit makes the cameras custom.
+  commit(toCustom = true) {
+    this.setText(JSON.stringify(this.cameras));
+    this.edited(toCustom);
+  }
+
+  edited(toCustom) {
+    const combo = this.presetWidget();
+    if (toCustom && combo && combo.value !== CUSTOM && combo.options?.values?.includes(CUSTOM)) {
+      combo.value = CUSTOM;
+      combo.callback?.(CUSTOM);
+    }
+    this.onChange();
+    dispatchEvent(new CustomEvent("sv4d2:cameras-changed", { detail: { node: this.node } }));
+  }
+
+  toggleJson() {
+    this.json.hidden = !this.json.hidden;
+    this.json.value = this.text;
+  }
+
+  // ---- elevation list --------------------------------------------------------------------------------------
+
+  rebuildList() {
+    const shown = this.effectiveCameras();
+    if (!shown) {
+      this.list.replaceChildren();
+      return;
+    }
+    const count = shown.azimuths_deg.length;
+    if (this.list.children.length !== count) {
+      this.list.replaceChildren(...shown.azimuths_deg.map((_, i) => this.elevationRow(i)));
+    }
+    [...this.list.children].forEach((row, i) => {
+      const [, slider, number] = row.children;
+      const value = shown.elevations_deg[i];
+      if (document.activeElement !== slider) slider.value = value;
+      if (document.activeElement !== number) number.value = value;
+    });
+  }
+
+  elevationRow(i) {
+    const row = element("div", `sv4d2-view-row${i === 0 ? " sv4d2-input-view" : ""}`);
+    const label = element("span", "", { textContent: i === 0 ? "input" : `v${i - 1}`, title: "elevation (degrees)" });
+    const slider = element("input", "", { type: "range", min: -89, max: 89, step: 1, title: "elevation (degrees)" });
+    const number = element("input", "sv4d2-number", { type: "number", min: -89, max: 89, step: 0.5 });
+    const set = (value) => {
+      const cameras = this.editableCameras();
+      cameras.elevations_deg[i] = Math.min(Math.max(Number(value) || 0, -89), 89);
+      this.cameras = cameras;
+      this.commit();
+    };
+    slider.addEventListener("input", () => set(slider.value));
+    number.addEventListener("change", () => set(number.value));
+    row.append(label, slider, number);
+    return row;
+  }
+
+  editableCameras() {
+    return structuredClone(this.effectiveCameras() ?? this.cameras);
+  }
+
+  // ---- top view --------------------------------------------------------------------------------------------
+
+  geometry() {
+    const width = this.canvas.clientWidth;
+    const height = this.canvas.clientHeight;
+    return { cx: width / 2, cy: height / 2, radius: Math.max(10, Math.min(width, height) / 2 - 24) };
+  }
+
+  // Seen from above (+y towards the viewer): x right, z down, so azimuth a sits at (sin a, cos a) and grows
+  // counter-clockwise, the convention of sv4d_lib/cameras.py.
+  markerPoint(azimuth, g = this.geometry()) {
+    const a = (azimuth * Math.PI) / 180;
+    return { x: g.cx + g.radius * Math.sin(a), y: g.cy + g.radius * Math.cos(a) };
+  }
+
+  markerAt(p) {
+    const shown = this.effectiveCameras();
+    if (!shown) return -1;
+    const g = this.geometry();
+    let best = -1;
+    let bestDistance = MARKER_RADIUS + 4;
+    shown.azimuths_deg.forEach((a, i) => {
+      const m = this.markerPoint(a, g);
+      const distance = Math.hypot(m.x - p.x, m.y - p.y);
+      if (distance <= bestDistance) [best, bestDistance] = [i, distance];
+    });
+    return best;
+  }
+
+  startDrag(p) {
+    const index = this.markerAt(p);
+    this.drag = index < 0 ? null : { index };
+    return Boolean(this.drag);
+  }
+
+  hoverAt(p) {
+    const hover = this.markerAt(p);
+    if (hover === this.hover) return;
+    this.hover = hover;
+    this.draw();
+  }
+
+  dragTo(p, event) {
+    const g = this.geometry();
+    const snap = event.shiftKey ? 15 : 1;
+    const azimuth = normaliseAngle(Math.round(((Math.atan2(p.x - g.cx, p.y - g.cy) * 180) / Math.PI) / snap) * snap);
+    const cameras = this.editableCameras();
+    cameras.azimuths_deg[this.drag.index] = azimuth;
+    this.cameras = cameras;
+    this.commit();
+  }
+
+  // Client coordinates of camera i's marker (used by the browser tests).
+  markerClientPoint(i) {
+    const shown = this.effectiveCameras();
+    return shown && clientPosition(this.canvas, this.markerPoint(shown.azimuths_deg[i]));
+  }
+
+  draw() {
+    const shown = this.effectiveCameras();
+    this.root.classList.toggle("sv4d2-has-error", Boolean(this.error) && !layoutKey(this.presetWidget()?.value));
+    this.status.textContent = this.describe(shown);
+    if (!this.canvas.isConnected || this.canvas.clientWidth < 2) return;
+    const { ctx } = fitCanvas(this.canvas);
+    const g = this.geometry();
+    ctx.strokeStyle = "#666";
+    ctx.lineWidth = 1;
+    ctx.beginPath();
+    ctx.arc(g.cx, g.cy, g.radius, 0, 2 * Math.PI);
+    ctx.stroke();
+    ctx.fillStyle = "#777";
+    ctx.fillRect(g.cx - 7, g.cy - 7, 14, 14); // the object
+    if (!shown) return;
+    ctx.font = "10px sans-serif";
+    ctx.textAlign = "center";
+    ctx.textBaseline = "middle";
+    shown.azimuths_deg.forEach((azimuth, i) => {
+      const m = this.markerPoint(azimuth, g);
+      ctx.strokeStyle = i === 0 ? "#ffcc33" : "#6fc3ff";
+      ctx.globalAlpha = 0.5;
+      ctx.beginPath();
+      ctx.moveTo(g.cx, g.cy);
+      ctx.lineTo(m.x, m.y);
+      ctx.stroke();
+      ctx.globalAlpha = 1;
+      ctx.beginPath();
+      ctx.arc(m.x, m.y, MARKER_RADIUS, 0, 2 * Math.PI);
+      ctx.fillStyle = i === this.drag?.index || i === this.hover ? "#ffffff" : i === 0 ? "#ffcc33" : "#6fc3ff";
+      ctx.fill();
+      ctx.fillStyle = "#111";
+      ctx.fillText(i === 0 ? "in" : `v${i - 1}`, m.x, m.y);
+      const outside = this.markerPoint(azimuth, { ...g, radius: g.radius + MARKER_RADIUS + 8 });
+      ctx.fillStyle = "#aaa";
+      ctx.fillText(`${Math.round(azimuth)}°`, outside.x, outside.y);
+    });
+  }
+
+  describe(shown) {
+    const combo = this.presetWidget()?.value;
+    if (layoutKey(combo)) {
+      return `preset ${combo}: ${shown ? shown.azimuths_deg.length - 1 : "?"} views · drag a marker to customise`;
+    }
+    if (this.error) return this.error;
+    return `${shown.azimuths_deg.length - 1} novel views · drag markers (Shift: 15° steps), elevations on the right`;
+  }
+}
+
+const EXTENSION = "SV4D2.CameraEditor";
+// Register once even if the web folder is served under two names (WEB_DIRECTORY and pyproject's [tool.comfy] web).
+if (!app.extensions.some((e) => e.name === EXTENSION)) app.registerExtension({
+  name: EXTENSION,
+  getCustomWidgets() {
+    return {
+      [WIDGET](node, inputName, inputData) {
+        injectStyles();
+        const editor = new CameraEditor(node, inputData?.[1]?.default ?? "");
+        const widget = addEditorWidget(node, inputName, WIDGET, editor.root, editor, inputData, MIN_HEIGHT);
+        presetsLoaded.then(() => { editor.rebuildList(); editor.draw(); });
+        return { widget, minWidth: 440, minHeight: MIN_HEIGHT + 60 };
+      },
+    };
+  },
+  nodeCreated(node) {
+    const editor = node.widgets?.find((w) => w.type === WIDGET)?.element?.sv4d2Editor;
+    if (!editor) return;
+    // The preset combo and the elevation of the official layouts change what the editor shows.
+    for (const name of ["preset", "elevation_deg"]) {
+      const widget = node.widgets.find((w) => w.name === name);
+      if (!widget) continue;
+      const callback = widget.callback;
+      widget.callback = function (...args) {
+        const result = callback?.apply(this, args);
+        if (name === "preset") editor.showPreset();
+        editor.rebuildList();
+        editor.draw();
+        dispatchEvent(new CustomEvent("sv4d2:cameras-changed", { detail: { node } }));
+        return result;
+      };
+    }
+  },
+});
