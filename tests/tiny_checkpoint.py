@@ -1,0 +1,91 @@
+"""A tiny SV4D 2.0 engine checkpoint for tests: the official key layout, every part small.
+
+* UNet: the golden `tiny_unet_weights.safetensors` (official names, model_channels 32, adm 128, context 64), kept
+  under `model.diffusion_model.`;
+* VAE: the golden `tiny_vae.safetensors` (conditioning VAE of embedder 1 + first-stage decoder, ch 32);
+* CLIP: a random OpenCLIP ViT (width 32, 2 layers, 2 heads, patch 14, 224 px, output 64 = the UNet's
+  context_dim) under `conditioner.embedders.0.open_clip.model.`, plus small text-tower leftovers as in the real
+  file (the loader must ignore them).
+
+Its safetensors metadata records the two sizes shapes cannot tell (`sv4d2.num_head_channels`,
+`sv4d2.clip_num_heads`), see `sv4d_lib.checkpoint`. The loader picks the variant from the file name, so name the
+file e.g. `sv4d2_tiny.safetensors` (4 views × 12 frames) or `sv4d2_tiny_8views.safetensors` (8 views × 5 frames).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+GOLDEN = Path(__file__).resolve().parent.parent.parent / "shared" / "reference" / "golden"
+CLIP_PREFIX = "conditioner.embedders.0.open_clip.model."
+CLIP_WIDTH, CLIP_LAYERS, CLIP_HEADS, CLIP_PATCH, CLIP_IMAGE_SIZE = 32, 2, 2, 14, 224
+
+
+def write_tiny_checkpoint(path: str | Path, *, seed: int = 0) -> Path:
+    """Write the tiny engine file to `path` (the CLIP weights depend on `seed`) and return the path."""
+    if not (GOLDEN / "MANIFEST.md").is_file():
+        raise FileNotFoundError(f"golden fixtures not found at {GOLDEN} (../shared/reference/golden beside the clone)")
+    config = json.loads((GOLDEN / "tiny_unet_config.json").read_text())["network_config_4v"]["params"]
+    state = load_file(GOLDEN / "tiny_unet_weights.safetensors")
+    state.update(load_file(GOLDEN / "tiny_vae.safetensors"))
+    state.update({CLIP_PREFIX + k: v for k, v in tiny_open_clip(config["context_dim"], seed).items()})
+    metadata = {"sv4d2.num_head_channels": str(config["num_head_channels"]), "sv4d2.clip_num_heads": str(CLIP_HEADS)}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, path, metadata=metadata)
+    return path
+
+
+def tiny_open_clip(output_dim: int, seed: int) -> dict[str, torch.Tensor]:
+    """Random OpenCLIP ViT weights with open_clip's key names (fp16-rounded, like the golden weights)."""
+    g = torch.Generator().manual_seed(seed)
+    w, tokens = CLIP_WIDTH, (CLIP_IMAGE_SIZE // CLIP_PATCH) ** 2 + 1
+
+    def dense(*shape: int, fan_in: int) -> torch.Tensor:
+        return torch.randn(shape, generator=g) / fan_in ** 0.5
+
+    def norm(name: str, width: int) -> dict[str, torch.Tensor]:
+        return {f"{name}.weight": 1 + 0.1 * torch.randn(width, generator=g),
+                f"{name}.bias": 0.1 * torch.randn(width, generator=g)}
+
+    state = {
+        "visual.class_embedding": 0.1 * torch.randn(w, generator=g),
+        "visual.positional_embedding": 0.1 * torch.randn(tokens, w, generator=g),
+        "visual.conv1.weight": dense(w, 3, CLIP_PATCH, CLIP_PATCH, fan_in=3 * CLIP_PATCH**2),
+        **norm("visual.ln_pre", w),
+        **norm("visual.ln_post", w),
+        "visual.proj": dense(w, output_dim, fan_in=w),
+        # text-tower leftovers of the real file (unused by SV4D 2.0)
+        "token_embedding.weight": dense(16, output_dim, fan_in=1),
+        "positional_embedding": dense(8, output_dim, fan_in=1),
+        **norm("ln_final", output_dim),
+        "text_projection": dense(output_dim, output_dim, fan_in=output_dim),
+        "logit_scale": torch.tensor(4.6052),
+    }
+    for i in range(CLIP_LAYERS):
+        block = f"visual.transformer.resblocks.{i}"
+        state.update({
+            **norm(f"{block}.ln_1", w),
+            f"{block}.attn.in_proj_weight": dense(3 * w, w, fan_in=w),
+            f"{block}.attn.in_proj_bias": 0.05 * torch.randn(3 * w, generator=g),
+            f"{block}.attn.out_proj.weight": dense(w, w, fan_in=w),
+            f"{block}.attn.out_proj.bias": 0.05 * torch.randn(w, generator=g),
+            **norm(f"{block}.ln_2", w),
+            f"{block}.mlp.c_fc.weight": dense(4 * w, w, fan_in=w),
+            f"{block}.mlp.c_fc.bias": 0.05 * torch.randn(4 * w, generator=g),
+            f"{block}.mlp.c_proj.weight": dense(w, 4 * w, fan_in=4 * w),
+            f"{block}.mlp.c_proj.bias": 0.05 * torch.randn(w, generator=g),
+        })
+    return {k: v.to(torch.float16) for k, v in state.items()}
+
+
+def tiny_checkpoint_name(models_dir: str | Path, variant: str = "4v") -> str:
+    """Write the tiny file into `<models_dir>/checkpoints` (once) and return its `SV4D2 Load Model` entry."""
+    name = {"4v": "sv4d2_tiny.safetensors", "8v": "sv4d2_tiny_8views.safetensors"}[variant]
+    path = Path(models_dir) / "checkpoints" / name
+    if not path.is_file():
+        write_tiny_checkpoint(path)
+    return f"checkpoints/{name}"
