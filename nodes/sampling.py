@@ -1,0 +1,190 @@
+"""SV4D2 Sample NVVS: one chunk of T frames × V novel views, sampled through ComfyUI's own sampler stack.
+
+GridGuider (per-latent CFG) + `comfy.samplers` euler + the official EDM sigmas = the official Euler-EDM loop
+(pinned to the golden fixture by tests/host/test_sampling_host.py). Output images are view-major with the input
+view as view 0 (sv4d_lib.multiview): the given prepared frames, or else the VAE reconstruction of the
+conditioning latents, so the layout always matches the cameras.
+"""
+from __future__ import annotations
+
+import comfy.model_management as mm
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import latent_preview
+import torch
+from comfy_api.latest import io
+
+from sv4d_lib import guidance, multiview, sampling, video
+from sv4d_lib.cameras import OrbitCameras
+
+from .guidance import GRID_WIDGET, GridGuider, with_widget_type
+from .types import Cameras
+
+
+def conditioning_layout(positive: list, negative: list) -> tuple[int, int]:
+    """(T, V) of SV4D2 Encode Video conditioning; clear error for anything else."""
+    try:
+        layouts = [(c[0][1]["sv4d2_num_frames"], c[0][1]["sv4d2_num_views"]) for c in (positive, negative)]
+    except (IndexError, KeyError, TypeError):
+        raise ValueError("positive and negative must come from SV4D2 Encode Video") from None
+    if layouts[0] != layouts[1]:
+        raise ValueError(f"positive is for (T, V) = {layouts[0]} but negative for {layouts[1]}; encode them together")
+    return layouts[0]
+
+
+def check_layout(model, cameras: OrbitCameras, num_frames: int, num_views: int) -> None:
+    """The conditioning, the cameras and the model must agree on T and V before any compute."""
+    inner = model.model
+    if not hasattr(inner, "sv4d2_num_frames"):
+        raise ValueError("model is not an SV4D 2.0 model: load it with SV4D2 Load Model")
+    model_t, model_v = inner.sv4d2_num_frames, inner.sv4d2_num_views
+    if num_frames != model_t:
+        raise ValueError(
+            f"the model samples {model_t} frames per chunk but SV4D2 Encode Video got {num_frames} frames; give it "
+            f"exactly {model_t} frames (select them with an image-batch node, or use SV4D2 Extend Video for longer "
+            "videos)"
+        )
+    if num_views != model_v or cameras.num_views != model_v:
+        raise ValueError(
+            f"the model samples {model_v} novel views but the cameras have {cameras.num_views} (conditioning: "
+            f"{num_views}); use the {model_v}-view camera preset or a custom list of {model_v} + 1 entries, and "
+            "encode with the same cameras"
+        )
+
+
+def grid_input() -> io.String.Input:
+    """The per-latent CFG grid widget shared by the sampling nodes (JSON STRING, web editor SV4D2_CFG_GRID)."""
+    return with_widget_type(io.String.Input(
+        "grid", default=guidance.DEFAULT_GRID_SPEC, socketless=True,
+        tooltip="CFG scale per (frame, view) as a grid spec JSON (see SV4D2 CFG Grid): official_4v, official_8v "
+        "(use it with the 8-view model) or ramp, plus per-cell overrides.",
+    ), GRID_WIDGET)
+
+
+def validate_grid(grid: str | None) -> bool | str:
+    """Validation-time check of a grid spec (linked values arrive as None and are checked at run time)."""
+    if grid is None:
+        return True
+    try:
+        guidance.parse_grid_spec(grid)
+    except ValueError as error:
+        return str(error)
+    return True
+
+
+def run_guider(model, positive: list, negative: list, scales: torch.Tensor, noise: torch.Tensor,
+               latent: torch.Tensor, sigmas: torch.Tensor, callback) -> torch.Tensor:
+    """GridGuider + `comfy.samplers` euler over `sigmas` = the official Euler-EDM loop with a per-latent CFG grid.
+
+    `callback(step, x0, x, total_steps)` is ComfyUI's sampler callback (progress, previews, interruption).
+    Returns the LATENT samples on the intermediate device.
+    """
+    guider = GridGuider(model, scales)
+    guider.set_conds(positive, negative)
+    samples = guider.sample(noise, latent, comfy.samplers.sampler_object("euler"), sigmas, callback=callback,
+                            disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED)
+    return samples.to(mm.intermediate_device())
+
+
+def sample_latents(model, positive: list, negative: list, scales: torch.Tensor, steps: int, seed: int) -> torch.Tensor:
+    """Seeded noise (as core RandomNoise) through `run_guider`; a latent preview and an interruption check per step."""
+    concat = positive[0][1]["concat_latent_image"]
+    latent = torch.zeros(concat.shape[0], concat.shape[1], *concat.shape[2:])
+    preview = latent_preview.prepare_callback(model, steps)
+
+    def callback(step: int, x0: torch.Tensor, x: torch.Tensor, total_steps: int) -> None:
+        mm.throw_exception_if_processing_interrupted()
+        preview(step, x0, x, total_steps)
+
+    noise = comfy.sample.prepare_noise(latent, seed)
+    return run_guider(model, positive, negative, scales, noise, latent, sampling.edm_sigmas(steps), callback)
+
+
+def decode_views(vae, latents: torch.Tensor, num_views: int, decoding_t: int, on_chunk=None) -> torch.Tensor:
+    """`(T·V, 4, h, w)` → `(V, T, H, W, 3)`, one view at a time in `decoding_t` chunks.
+
+    `on_chunk()` runs after every chunk; by default a progress bar with an interruption check.
+    """
+    if on_chunk is None:
+        bar = comfy.utils.ProgressBar(num_views * -(-latents.shape[0] // num_views // decoding_t))
+
+        def on_chunk() -> None:
+            mm.throw_exception_if_processing_interrupted()
+            bar.update(1)
+
+    return sampling.decode_by_view(lambda z: vae.decode(z)[..., :3], latents, num_views, decoding_t, on_chunk)
+
+
+class SV4D2SampleNVVS(io.ComfyNode):
+    """Samples and decodes one chunk of novel-view videos (T frames × V views)."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SV4D2SampleNVVS",
+            display_name="SV4D2 Sample NVVS",
+            category="SV4D2/sampling",
+            description="Novel-view video sampling (official Euler-EDM, per-latent CFG grid) and decoding.",
+            inputs=[
+                io.Model.Input("model", tooltip="The SV4D 2.0 model (SV4D2 Load Model)."),
+                io.Conditioning.Input("positive", tooltip="Positive conditioning from SV4D2 Encode Video."),
+                io.Conditioning.Input("negative", tooltip="Negative conditioning from SV4D2 Encode Video."),
+                Cameras.Input("cameras", tooltip="The cameras used for encoding (SV4D2 Cameras)."),
+                io.Vae.Input("vae", tooltip="The SV4D 2.0 VAE, used to decode the views."),
+                io.Int.Input("steps", default=50, min=1, max=1000, tooltip="Euler steps (official: 50)."),
+                io.Int.Input(
+                    "seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                    tooltip="Seed of the initial noise.",
+                ),
+                grid_input(),
+                io.Int.Input(
+                    "decoding_t", default=4, min=1, max=64,
+                    tooltip="Frames per VAE decode call (official: 4); lower it if decoding runs out of memory.",
+                ),
+                io.Image.Input(
+                    "frames", optional=True,
+                    tooltip="The prepared input frames, used as view 0 of the output. Without them view 0 is the "
+                    "VAE reconstruction of the encoded input frames.",
+                ),
+            ],
+            outputs=[
+                io.Latent.Output(display_name="latent", tooltip="Sampled latents, T·V in (frame, view) order."),
+                io.Image.Output(
+                    display_name="multiview",
+                    tooltip="Multi-view video, view-major: (V + 1)·T frames, view 0 = input view, then the novel "
+                    "views in camera order.",
+                ),
+                io.Image.Output(display_name="grid", tooltip="One image: a row per view, a column per frame."),
+            ],
+        )
+
+    @classmethod
+    def validate_inputs(cls, grid: str) -> bool | str:
+        return validate_grid(grid)
+
+    @classmethod
+    def execute(
+        cls, model, positive, negative, cameras, vae, steps: int, seed: int, grid: str, decoding_t: int, frames=None
+    ) -> io.NodeOutput:
+        num_frames, num_views = conditioning_layout(positive, negative)
+        check_layout(model, cameras, num_frames, num_views)
+        scales = guidance.grid_from_spec(guidance.parse_grid_spec(grid), num_frames, num_views, cameras.azimuths_deg)
+        concat = positive[0][1]["concat_latent_image"]
+        size = concat.shape[-1] * 8
+        if frames is not None and tuple(frames.shape[:3]) != (num_frames, size, size):
+            raise ValueError(
+                f"frames must be the {num_frames} prepared {size}×{size} input frames that were encoded, got "
+                f"{frames.shape[0]} of {frames.shape[2]}×{frames.shape[1]}"
+            )
+        latents = sample_latents(model, positive, negative, scales, steps, seed)
+        novel = decode_views(vae, latents, num_views, decoding_t)
+        if frames is None:
+            view0 = decode_views(vae, concat[::num_views], 1, decoding_t)
+        else:
+            view0 = frames[None, ..., :3].to(novel)
+        videos = torch.cat([view0, novel])
+        return io.NodeOutput({"samples": latents}, multiview.join_views(videos), video.tile_grid(videos))
+
+
+NODES = [SV4D2SampleNVVS]
