@@ -166,6 +166,13 @@ def grid_from_spec(
             f"the CFG grid was drawn for {shape[0]} frames × {shape[1]} views but the model samples {num_frames} "
             f"frames × {num_views} views; pick a {num_frames}×{num_views} grid in the editor or delete 'shape'"
         )
+    official_views = {"official_4v": 4, "official_8v": 8}.get(spec["preset"])
+    if official_views is not None and official_views != num_views:
+        wanted = {4: "official_4v", 8: "official_8v"}.get(num_views, "ramp")
+        raise ValueError(
+            f"the CFG grid preset {spec['preset']!r} is the official grid of the {official_views}-view model, but this "
+            f"model samples {num_views} views; choose the preset {wanted!r} in the grid editor"
+        )
     grid = cfg_grid(spec["preset"], num_frames, num_views, azimuths_deg=azimuths_deg, **spec["params"])
     for (t, v), value in spec.get("overrides", {}).items():
         if t >= num_frames or v >= num_views:

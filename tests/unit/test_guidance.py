@@ -201,3 +201,10 @@ def test_ramp_profiles_are_the_grid_edges_the_editor_draws():
 def test_a_ramp_falling_below_zero_is_refused():
     with pytest.raises(ValueError, match=r"reaches scales -30\.\.0 at its corners"):
         cfg_grid("ramp", 2, 1, azimuths_deg=[0.0, 180.0], min=30, time_max=0, view_max=0)
+
+
+def test_an_official_preset_refuses_the_other_models_view_count():
+    with pytest.raises(ValueError, match="official grid of the 4-view model, but this model samples 8 views; choose the preset 'official_8v'"):
+        grid_from_spec(parse_grid_spec(spec(preset="official_4v")), 5, 8)
+    with pytest.raises(ValueError, match="choose the preset 'official_4v'"):
+        grid_from_spec(parse_grid_spec(spec(preset="official_8v")), 12, 4)
