@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .cameras import OrbitCameras
+from .model.embeddings import timestep_embedding
 
 # Widths of the three `vector` parts of the production model: sigma, polar, azimuth (adm_in_channels = 1280).
 VECTOR_DIMS: tuple[int, int, int] = (256, 512, 512)
@@ -26,14 +27,6 @@ COND_SIGMA = 1e-5
 CLIP_SIZE = 224
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal embedding `[cos(t·f_i) | sin(t·f_i)]`, f_i = exp(−ln(max_period)·i/half), float32 (spec §2.3)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    args = t[:, None].float() * freqs[None]
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
 def relative_angles(

@@ -10,16 +10,6 @@ from sv4d_lib import conditioning as C
 from sv4d_lib.cameras import OrbitCameras
 
 
-def test_timestep_embedding_is_cos_then_sin():
-    t = torch.tensor([0.0, 2.0])
-    emb = C.timestep_embedding(t, 8)
-    freqs = [math.exp(-math.log(10000) * i / 4) for i in range(4)]
-    assert emb.shape == (2, 8)
-    assert torch.equal(emb[0], torch.tensor([1.0] * 4 + [0.0] * 4))
-    expected = [math.cos(2 * f) for f in freqs] + [math.sin(2 * f) for f in freqs]
-    assert torch.allclose(emb[1], torch.tensor(expected), atol=1e-6)
-
-
 def test_relative_angles_are_relative_to_the_input_view_and_frame_major():
     polar, azimuth = C.relative_angles([10.0, 10.0, 40.0], [30.0, 120.0, 0.0], num_frames=3)
     assert polar.dtype == azimuth.dtype == torch.float64
