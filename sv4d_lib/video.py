@@ -147,3 +147,14 @@ def tile_grid(videos: torch.Tensor) -> torch.Tensor:
     """`(V', F, H, W, C)` → one image `(1, V'·H, F·W, C)`: a row per view, a column per frame (for previews)."""
     views, frames, h, w, c = videos.shape
     return videos.permute(0, 2, 1, 3, 4).reshape(1, views * h, frames * w, c)
+
+
+def write_video(frames: torch.Tensor, path: str, fps: float) -> None:
+    """Write `(F, H, W, 3)` frames in [0, 1] as an H.264 mp4, pixels truncated to uint8 as the official
+    `save_video` does. imageio-ffmpeg ships its own ffmpeg binary, so nothing else needs installing."""
+    import imageio.v2 as imageio
+
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:
+        raise ValueError(f"write_video needs (frames, H, W, 3) RGB frames, got {tuple(frames.shape)}")
+    pixels = (frames.clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
+    imageio.mimwrite(path, list(pixels), format="FFMPEG", fps=fps, codec="libx264", macro_block_size=1)

@@ -1,0 +1,195 @@
+"""Writes the example workflows in workflows/ (editor format) from the node definitions a real ComfyUI serves.
+
+Run `.venv/bin/python scripts/make_workflows.py` after changing a node's inputs; CI executes every file in
+workflows/ through the headless runner (tests/host/test_workflows.py), so a stale workflow fails there.
+Settings are the production ones (576², 50 steps, official CFG grids); CI and the main job's smoke run shrink
+them with `--set` overrides.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from headless.editor import EditorGraph  # noqa: E402
+from headless.server import ComfyServer, find_comfyui  # noqa: E402
+from sv4d_lib.guidance import PRESETS  # noqa: E402
+
+SAMPLE_VIDEO = "sample_object.mp4"
+CKPT_4V, CKPT_8V = "checkpoints/sv4d2.safetensors", "checkpoints/sv4d2_8views.safetensors"
+GRID_8V = json.dumps({"preset": "official_8v", "params": PRESETS["official_8v"]})
+WORKFLOWS: dict[str, callable] = {}
+
+
+def workflow(name: str):
+    def register(build):
+        WORKFLOWS[name] = build
+        return build
+    return register
+
+
+def load_input_video(g: EditorGraph, frames: int | None = None):
+    """Load Video → frames (optionally the first `frames`) → SV4D2 Prepare Video."""
+    video = g.add("LoadVideo", title="Load Video", file=SAMPLE_VIDEO)
+    images = g.add("GetVideoComponents", title="Video Frames", video=video.out(0)).out("images")
+    if frames:
+        images = g.add("ImageFromBatch", title=f"First {frames} Frames", image=images, batch_index=0,
+                       length=frames).out(0)
+    return g.add("SV4D2PrepareVideo", title="Prepare Video", frames=images, size=576, mode="official").out(0)
+
+
+def load_model(g: EditorGraph, ckpt: str):
+    return g.add("SV4D2LoadModel", title="Load Model", ckpt_name=ckpt, variant="auto", precision="auto")
+
+
+def nvvs(g: EditorGraph, ckpt: str, preset: str, frames: int, grid: str | None = None):
+    """The one-chunk novel-view video pipeline; returns (model, frames, cameras, sample node)."""
+    prepared = load_input_video(g, frames)
+    model = load_model(g, ckpt)
+    cameras = g.add("SV4D2Cameras", title="Cameras", preset=preset).out(0)
+    encoded = g.add("SV4D2EncodeVideo", title="Encode Video", clip_vision=model.out("CLIP_VISION"),
+                    vae=model.out("VAE"), frames=prepared, cameras=cameras)
+    extra = {"grid": grid} if grid else {}
+    sample = g.add("SV4D2SampleNVVS", title="Sample NVVS", model=model.out("MODEL"), positive=encoded.out("positive"),
+                   negative=encoded.out("negative"), cameras=cameras, vae=model.out("VAE"), steps=50, seed=23,
+                   decoding_t=4, frames=prepared, **extra)
+    return model, prepared, cameras, sample
+
+
+@workflow("sv4d2_4views")
+def four_views(g: EditorGraph) -> None:
+    g.note("**SV4D 2.0, 4-view model**: a 12-frame object video → 4 novel-view videos (60/120/180/240°) at 576².\n"
+           "Load your own video in *Load Video*; put `sv4d2.safetensors` in `models/checkpoints` (or tick "
+           "*download* in Load Model). The CFG grid editor on *Sample NVVS* shows the scale per frame and view.")
+    _, _, cameras, sample = nvvs(g, CKPT_4V, "4v", 12)
+    g.add("SV4D2SaveViews", title="Save Views", images=sample.out("multiview"), cameras=cameras,
+          filename_prefix="sv4d2/4views")
+    g.add("SaveImage", title="Save Grid", images=sample.out("grid"), filename_prefix="sv4d2/4views_grid")
+
+
+@workflow("sv4d2_8views")
+def eight_views(g: EditorGraph) -> None:
+    g.note("**SV4D 2.0, 8-view model**: a 5-frame object video → 8 novel-view videos (30°…330°) at 576², with the "
+           "official 8-view CFG grid (rises with the distance from the input view and with time).\n"
+           "Needs `sv4d2_8views.safetensors` in `models/checkpoints`.")
+    _, _, cameras, sample = nvvs(g, CKPT_8V, "8v", 5, grid=GRID_8V)
+    g.add("SV4D2SaveViews", title="Save Views", images=sample.out("multiview"), cameras=cameras,
+          filename_prefix="sv4d2/8views")
+    g.add("SaveImage", title="Save Grid", images=sample.out("grid"), filename_prefix="sv4d2/8views_grid")
+
+
+def extend(g: EditorGraph, model, prepared, cameras):
+    return g.add("SV4D2ExtendVideo", title="Extend Video", model=model.out("MODEL"),
+                 clip_vision=model.out("CLIP_VISION"), vae=model.out("VAE"), frames=prepared, cameras=cameras,
+                 steps=50, seed=23, decoding_t=4)
+
+
+@workflow("sv4d2_long_video")
+def long_video(g: EditorGraph) -> None:
+    g.note("**Any length**: the whole video is sampled window by window (official autoregressive extension: each "
+           "window is conditioned on the novel views of its first frame from the previous window). 21 frames → "
+           "windows 0-11 and 9-20 with the 4-view model.")
+    prepared = load_input_video(g)
+    model = load_model(g, CKPT_4V)
+    cameras = g.add("SV4D2Cameras", title="Cameras", preset="4v").out(0)
+    views = extend(g, model, prepared, cameras)
+    g.add("SV4D2SaveViews", title="Save Views", images=views.out("multiview"), cameras=cameras,
+          filename_prefix="sv4d2/long")
+
+
+@workflow("sv4d2_full_pipeline")
+def full_pipeline(g: EditorGraph) -> None:
+    g.note("**The paper's full pipeline**: video → multi-view videos (autoregressive NVVS) → 4D fit, stage 1 → "
+           "render the fit → refine the renders with SV4D 2.0 (noise-and-denoise) → 4D fit, stage 2 (warm start) → "
+           "animated GLB, played by *Preview 3D*. This is the README's main job.")
+    prepared = load_input_video(g)
+    model = load_model(g, CKPT_4V)
+    cameras = g.add("SV4D2Cameras", title="Cameras", preset="4v").out(0)
+    views = extend(g, model, prepared, cameras)
+    g.add("SV4D2SaveViews", title="Save Views", images=views.out("multiview"), cameras=cameras,
+          filename_prefix="sv4d2/pipeline_views")
+    stage1 = g.add("SV4D2Fit4D", title="Fit 4D (stage 1)", images=views.out("multiview"), cameras=cameras, stage=1,
+                   iterations=3000, resolution=128, seed=0)
+    renders = g.add("SV4D2Render4D", title="Render 4D", field=stage1.out(0), cameras=cameras, frames=0, width=576,
+                    height=576)
+    refined = g.add("SV4D2Refine", title="Refine", model=model.out("MODEL"), clip_vision=model.out("CLIP_VISION"),
+                    vae=model.out("VAE"), frames=prepared, cameras=cameras, multiview=renders.out("images"),
+                    strength=0.5, steps=50, seed=23, decoding_t=4)
+    g.add("SV4D2SaveViews", title="Save Refined Views", images=refined.out("multiview"), cameras=cameras,
+          filename_prefix="sv4d2/pipeline_refined")
+    stage2 = g.add("SV4D2Fit4D", title="Fit 4D (stage 2)", images=refined.out("multiview"), cameras=cameras,
+                   stage=2, iterations=1500, resolution=128, seed=0, init_field=stage1.out(0))
+    mesh = g.add("SV4D2Export4DMesh", title="Export 4D Mesh", field=stage2.out(0), filename_prefix="sv4d2/asset")
+    g.add("Preview3D", title="Preview 3D", model_file=mesh.out("model_file"))
+
+
+@workflow("sv4d2_fit_own_videos")
+def fit_own_videos(g: EditorGraph) -> None:
+    g.note("**Fit a 4D asset from your own multi-view videos** (any tool's, with known orbit cameras). Replace "
+           "*Synthetic Scene* by your videos as one view-major IMAGE batch (all frames of the input view, then each "
+           "novel view; e.g. Load Video per view → Image Batch) and set *Cameras* to your orbit.")
+    cameras = g.add("SV4D2Cameras", title="Cameras", preset="8v").out(0)
+    scene = g.add("SV4D2SyntheticScene", title="Synthetic Scene", cameras=cameras, frames=12, width=128, height=128)
+    field = g.add("SV4D2Fit4D", title="Fit 4D", images=scene.out("images"), cameras=cameras, stage=1,
+                  iterations=3000, resolution=128, seed=0, masks=scene.out("masks"))
+    renders = g.add("SV4D2Render4D", title="Render 4D", field=field.out(0), cameras=cameras, frames=12, width=128,
+                    height=128)
+    metrics = g.add("SV4D2Metrics4D", title="Metrics", images=renders.out("images"), reference=scene.out("images"))
+    g.add("PreviewAny", title="Show Metrics", source=metrics.out("report"))
+    mesh = g.add("SV4D2Export4DMesh", title="Export 4D Mesh", field=field.out(0), filename_prefix="sv4d2/own_videos")
+    g.add("Preview3D", title="Preview 3D", model_file=mesh.out("model_file"))
+
+
+@workflow("sv4d2_core_samplers")
+def core_samplers(g: EditorGraph) -> None:
+    g.note("**Core samplers**: the SV4D 2.0 MODEL and the per-(frame, view) CFG GUIDER in ComfyUI's own nodes — "
+           "*SamplerCustomAdvanced* (official: euler, Karras σ 700→0.002, ρ 7 = the EDM schedule) and *KSampler* "
+           "(its cfg is ignored: the patched MODEL applies the grid). The bottom row refines the result with core "
+           "nodes (VAE Encode → Add Noise at a split of the schedule → sample the rest).")
+    prepared = load_input_video(g, 12)
+    model = load_model(g, CKPT_4V)
+    cameras = g.add("SV4D2Cameras", title="Cameras", preset="4v").out(0)
+    encoded = g.add("SV4D2EncodeVideo", title="Encode Video", clip_vision=model.out("CLIP_VISION"),
+                    vae=model.out("VAE"), frames=prepared, cameras=cameras)
+    grid = g.add("SV4D2CFGGrid", title="CFG Grid", model=model.out("MODEL"), positive=encoded.out("positive"),
+                 negative=encoded.out("negative"), cameras=cameras)
+    noise = g.add("RandomNoise", title="Noise", noise_seed=23)
+    sampler = g.add("KSamplerSelect", title="Euler", sampler_name="euler")
+    sigmas = g.add("BasicScheduler", title="EDM Sigmas", model=model.out("MODEL"), scheduler="karras", steps=50,
+                   denoise=1.0)
+    custom = g.add("SamplerCustomAdvanced", title="Sampler (custom)", noise=noise.out(0), guider=grid.out("GUIDER"),
+                   sampler=sampler.out(0), sigmas=sigmas.out(0), latent_image=encoded.out("latent"))
+    decoded = g.add("VAEDecode", title="Decode", samples=custom.out(0), vae=model.out("VAE"))
+    g.add("SaveImage", title="Save (custom)", images=decoded.out(0), filename_prefix="sv4d2/core_custom")
+    ksampler = g.add("KSampler", title="KSampler", model=grid.out("MODEL"), positive=encoded.out("positive"),
+                     negative=encoded.out("negative"), latent_image=encoded.out("latent"), seed=23, steps=50,
+                     cfg=1.0, sampler_name="euler", scheduler="karras", denoise=1.0)
+    decoded_k = g.add("VAEDecode", title="Decode (KSampler)", samples=ksampler.out(0), vae=model.out("VAE"))
+    g.add("SaveImage", title="Save (KSampler)", images=decoded_k.out(0), filename_prefix="sv4d2/core_ksampler")
+    # noise-and-denoise refinement with core nodes: re-noise the sampled latents to the split point, denoise the rest
+    split = g.add("SplitSigmas", title="Split Sigmas", sigmas=sigmas.out(0), step=25)
+    noisy = g.add("SamplerCustomAdvanced", title="Refine (core)", noise=noise.out(0), guider=grid.out("GUIDER"),
+                  sampler=sampler.out(0), sigmas=split.out("low_sigmas"), latent_image=custom.out(0))
+    refined = g.add("VAEDecode", title="Decode (refined)", samples=noisy.out(0), vae=model.out("VAE"))
+    g.add("SaveImage", title="Save (refined)", images=refined.out(0), filename_prefix="sv4d2/core_refined")
+
+
+def main() -> None:
+    out = REPO / "workflows"
+    out.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp, ComfyServer(find_comfyui(), Path(tmp),
+                                                          input_dir=REPO / "assets") as server:
+        object_info = server.object_info()
+    for name, build in WORKFLOWS.items():
+        graph = EditorGraph(object_info)
+        build(graph)
+        (out / f"{name}.json").write_text(json.dumps(graph.to_json(), indent=1) + "\n")
+        print(f"wrote workflows/{name}.json")
+
+
+if __name__ == "__main__":
+    main()
