@@ -1,20 +1,26 @@
-"""Writes the example workflows in workflows/ (editor format) from the node definitions a real ComfyUI serves.
+"""Writes the example workflows in workflows/ from the node definitions a real ComfyUI serves.
 
-Run `.venv/bin/python scripts/make_workflows.py` after changing a node's inputs; CI executes every file in
+Each graph is built from code, then opened in the real frontend (headless Chromium), laid out and saved exactly
+as the editor serialises it, with a thumbnail `<name>.jpg` for the template browser. Run
+`.venv/bin/python scripts/make_workflows.py` after changing a node's inputs; CI executes every file in
 workflows/ through the headless runner (tests/host/test_workflows.py), so a stale workflow fails there.
 Settings are the production ones (576², 50 steps, official CFG grids); CI and the main job's smoke run shrink
 them with `--set` overrides.
 """
 from __future__ import annotations
 
+import io
 import json
 import sys
 import tempfile
 from pathlib import Path
 
+from PIL import Image
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from headless.browser import CHROMIUM, CHROMIUM_FLAGS, SETTINGS, open_comfy  # noqa: E402
 from headless.editor import EditorGraph  # noqa: E402
 from headless.server import ComfyServer, find_comfyui  # noqa: E402
 from sv4d_lib.guidance import PRESETS  # noqa: E402
@@ -178,17 +184,56 @@ def core_samplers(g: EditorGraph) -> None:
     g.add("SaveImage", title="Save (refined)", images=refined.out(0), filename_prefix="sv4d2/core_refined")
 
 
+VIEW = (1600, 1000)
+TOP_LEFT = (70, 130)  # the frontend's side bar and menus
+LAY_OUT = """async (graph) => {
+  await app.loadGraphData(graph);
+  for (const node of app.graph._nodes) {
+    const size = node.computeSize();
+    node.setSize([Math.max(320, size[0]), size[1]]);
+  }
+  app.graph.arrange(80);
+  let [x0, y0, x1, y1] = [Infinity, Infinity, -Infinity, -Infinity];
+  for (const node of app.graph._nodes) {
+    x0 = Math.min(x0, node.pos[0]); y0 = Math.min(y0, node.pos[1] - 40);
+    x1 = Math.max(x1, node.pos[0] + node.size[0]); y1 = Math.max(y1, node.pos[1] + node.size[1]);
+  }
+  const scale = 0.97 * Math.min((%d - %d) / (x1 - x0), (%d - %d) / (y1 - y0));
+  app.canvas.ds.scale = scale;
+  app.canvas.ds.offset = [%d / scale - x0, %d / scale - y0];
+  app.graph.setDirtyCanvas(true, true);
+  return app.graph.serialize();
+}""" % (VIEW[0], TOP_LEFT[0], VIEW[1], TOP_LEFT[1], TOP_LEFT[0], TOP_LEFT[1])
+
+
 def main() -> None:
+    from playwright.sync_api import sync_playwright
+
     out = REPO / "workflows"
     out.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp, ComfyServer(find_comfyui(), Path(tmp),
-                                                          input_dir=REPO / "assets") as server:
-        object_info = server.object_info()
-    for name, build in WORKFLOWS.items():
-        graph = EditorGraph(object_info)
-        build(graph)
-        (out / f"{name}.json").write_text(json.dumps(graph.to_json(), indent=1) + "\n")
-        print(f"wrote workflows/{name}.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        user = Path(tmp) / "user" / "default"
+        user.mkdir(parents=True)
+        (user / "comfy.settings.json").write_text(json.dumps(SETTINGS))
+        server = ComfyServer(find_comfyui(), Path(tmp) / "output", input_dir=REPO / "assets",
+                             extra_args=("--user-directory", str(user.parent)))
+        with server, sync_playwright() as playwright:
+            object_info = server.object_info()
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+            page = open_comfy(browser, server, width=VIEW[0], height=VIEW[1])
+            for name, build in WORKFLOWS.items():
+                graph = EditorGraph(object_info)
+                build(graph)
+                saved = page.evaluate(LAY_OUT, graph.to_json())
+                (out / f"{name}.json").write_text(json.dumps(saved, indent=1) + "\n")
+                page.wait_for_timeout(1500)  # DOM widgets (editors, video preview) settle
+                shot = page.screenshot(clip={"x": TOP_LEFT[0] - 10, "y": TOP_LEFT[1] - 10,
+                                             "width": VIEW[0] - TOP_LEFT[0], "height": VIEW[1] - TOP_LEFT[1]})
+                thumbnail = Image.open(io.BytesIO(shot)).convert("RGB")
+                thumbnail.thumbnail((800, 500))
+                thumbnail.save(out / f"{name}.jpg", quality=85)
+                print(f"wrote workflows/{name}.json and .jpg")
+            browser.close()
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import torch
 
 from sv4d_lib.guidance import DEFAULT_GRID_SPEC, PRESETS, cfg_grid, grid_from_spec, parse_grid_spec
 
-from .conftest import APP_LOADED, open_comfy
+from headless.browser import APP_LOADED, open_comfy
 
 GRID_EDITOR = "app.graph.nodes.find(n => n.type === 'SV4D2CFGGrid').widgets.find(w => w.name === 'grid').element.sv4d2Editor"
 CAMERA_EDITOR = ("app.graph.nodes.find(n => n.type === 'SV4D2Cameras').widgets.find(w => w.name === 'cameras')"

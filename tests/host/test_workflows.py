@@ -1,0 +1,102 @@
+"""Every example workflow (the editor-format JSON is the tested artefact) runs in a real ComfyUI through the
+headless runner, with the tiny checkpoint and shrunk settings, and writes the outputs it promises."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import pygltflib
+import pytest
+
+from tests.tiny_checkpoint import tiny_checkpoint_name
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+TINY_4V, TINY_8V = "checkpoints/sv4d2_tiny.safetensors", "checkpoints/sv4d2_tiny_8views.safetensors"
+SMALL = 64  # pixels: 8×8 latents for the tiny model
+
+# CI settings per workflow (the same graph, smaller), and the files each run must write (glob → count).
+SETTINGS: dict[str, list[str]] = {
+    "sv4d2_4views": [f"Load Model.ckpt_name={TINY_4V}", f"Prepare Video.size={SMALL}", "Sample NVVS.steps=2"],
+    "sv4d2_8views": [f"Load Model.ckpt_name={TINY_8V}", f"Prepare Video.size={SMALL}", "Sample NVVS.steps=2"],
+    "sv4d2_long_video": [f"Load Model.ckpt_name={TINY_4V}", f"Prepare Video.size={SMALL}", "Extend Video.steps=2"],
+    "sv4d2_full_pipeline": [
+        f"Load Model.ckpt_name={TINY_4V}", f"Prepare Video.size={SMALL}", "Extend Video.steps=2", "Refine.steps=2",
+        f"Render 4D.width={SMALL}", f"Render 4D.height={SMALL}", "Fit 4D (stage 1).iterations=30",
+        "Fit 4D (stage 1).resolution=32", "Fit 4D (stage 2).iterations=20", "Fit 4D (stage 2).resolution=32",
+        "Export 4D Mesh.mesh_resolution=32",
+    ],
+    "sv4d2_fit_own_videos": [
+        "Synthetic Scene.width=32", "Synthetic Scene.height=32", "Synthetic Scene.frames=4", "Fit 4D.iterations=30",
+        "Fit 4D.resolution=32", "Render 4D.width=32", "Render 4D.height=32", "Render 4D.frames=4",
+        "Export 4D Mesh.mesh_resolution=32",
+    ],
+    "sv4d2_core_samplers": [f"Load Model.ckpt_name={TINY_4V}", f"Prepare Video.size={SMALL}", "EDM Sigmas.steps=2",
+                            "KSampler.steps=2", "Split Sigmas.step=1"],
+}
+EXPECTED: dict[str, dict[str, int]] = {
+    "sv4d2_4views": {"sv4d2/4views_*_v*.mp4": 5, "sv4d2/4views_grid_*.png": 1},
+    "sv4d2_8views": {"sv4d2/8views_*_v*.mp4": 9, "sv4d2/8views_grid_*.png": 1},
+    "sv4d2_long_video": {"sv4d2/long_*_v*.mp4": 5},
+    "sv4d2_full_pipeline": {"sv4d2/pipeline_views_*_v*.mp4": 5, "sv4d2/pipeline_refined_*_v*.mp4": 5,
+                            "sv4d2/asset_*.glb": 1},
+    "sv4d2_fit_own_videos": {"sv4d2/own_videos_*.glb": 1},
+    "sv4d2_core_samplers": {"sv4d2/core_custom_*.png": 48, "sv4d2/core_ksampler_*.png": 48,
+                            "sv4d2/core_refined_*.png": 48},
+}
+FRAMES = {"sv4d2_4views": 12, "sv4d2_8views": 5, "sv4d2_long_video": 21, "sv4d2_full_pipeline": 21}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    """extra_model_paths.yaml of a models folder holding the tiny 4-view and 8-view checkpoints."""
+    root = tmp_path_factory.mktemp("workflow_models")
+    for variant in ("4v", "8v"):
+        tiny_checkpoint_name(root, variant)
+    config = root / "extra_model_paths.yaml"
+    config.write_text(f"sv4d2_ci:\n  base_path: {root}\n  checkpoints: checkpoints\n")
+    return config
+
+
+def run_workflow(path: Path, output: Path, models: Path, settings: list[str]) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "headless", str(path), "--output", str(output), "--input-dir",
+               str(REPO / "assets"), "--extra-model-paths", str(models)]
+    for setting in settings:
+        command += ["--set", setting]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1800)
+
+
+def test_every_workflow_is_covered_and_editor_format():
+    assert {p.stem for p in WORKFLOWS} == set(SETTINGS) == set(EXPECTED)
+    for path in WORKFLOWS:
+        workflow = json.loads(path.read_text())
+        assert isinstance(workflow["nodes"], list) and isinstance(workflow["links"], list), path.name
+        assert (path.with_suffix(".jpg")).is_file(), f"{path.name} has no thumbnail for the template browser"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_runs_headless(path: Path, tmp_path: Path, models: Path):
+    result = run_workflow(path, tmp_path, models, SETTINGS[path.stem])
+    assert result.returncode == 0, result.stderr[-4000:] + result.stdout[-2000:]
+    for pattern, count in EXPECTED[path.stem].items():
+        found = sorted(tmp_path.glob(pattern))
+        assert len(found) == count, (pattern, [p.name for p in found])
+        for video in (f for f in found if f.suffix == ".mp4"):
+            frames = iio.imread(video)
+            assert frames.shape[1:3] == (SMALL, SMALL), video.name
+            if path.stem in FRAMES:
+                assert frames.shape[0] == FRAMES[path.stem], video.name
+        for glb in (f for f in found if f.suffix == ".glb"):
+            gltf = pygltflib.GLTF2().load(str(glb))
+            assert gltf.animations and gltf.meshes[0].primitives[0].targets, f"{glb.name} is not animated"
+
+
+def test_missing_model_file_says_where_to_put_it(tmp_path: Path, models: Path):
+    result = run_workflow(REPO / "workflows" / "sv4d2_4views.json", tmp_path, models,
+                          [f"Prepare Video.size={SMALL}", "Sample NVVS.steps=1"])
+    assert result.returncode == 1
+    assert "sv4d2.safetensors is not in" in result.stderr and "download" in result.stderr
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
