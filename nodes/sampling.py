@@ -62,6 +62,19 @@ def grid_input() -> io.String.Input:
     ), GRID_WIDGET)
 
 
+def seed_input(tooltip: str) -> io.Int.Input:
+    """The noise seed widget of the sampling nodes."""
+    return io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip=tooltip)
+
+
+def decoding_t_input() -> io.Int.Input:
+    """Frames per VAE decode call, shared by the nodes that decode views (`decode_views`)."""
+    return io.Int.Input(
+        "decoding_t", default=4, min=1, max=64,
+        tooltip="Frames per VAE decode call (official: 4); lower it if decoding runs out of memory.",
+    )
+
+
 def validate_grid(grid: str | None) -> bool | str:
     """Validation-time check of a grid spec (linked values arrive as None and are checked at run time)."""
     if grid is None:
@@ -133,15 +146,9 @@ class SV4D2SampleNVVS(io.ComfyNode):
                 Cameras.Input("cameras", tooltip="The cameras used for encoding (SV4D2 Cameras)."),
                 io.Vae.Input("vae", tooltip="The SV4D 2.0 VAE, used to decode the views."),
                 io.Int.Input("steps", default=50, min=1, max=1000, tooltip="Euler steps (official: 50)."),
-                io.Int.Input(
-                    "seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                    tooltip="Seed of the initial noise.",
-                ),
+                seed_input("Seed of the initial noise."),
                 grid_input(),
-                io.Int.Input(
-                    "decoding_t", default=4, min=1, max=64,
-                    tooltip="Frames per VAE decode call (official: 4); lower it if decoding runs out of memory.",
-                ),
+                decoding_t_input(),
                 io.Image.Input(
                     "frames", optional=True,
                     tooltip="The prepared input frames, used as view 0 of the output. Without them view 0 is the "

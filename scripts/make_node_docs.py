@@ -17,12 +17,13 @@ PACK_MODULE = "custom_nodes.sv4d2"
 
 
 def _kind(spec: list) -> str:
-    if isinstance(spec[0], list):
-        return "choice of " + ", ".join(f"`{c}`" for c in spec[0][:6]) + (", …" if len(spec[0]) > 6 else "")
     options = spec[1] if len(spec) > 1 else {}
-    if spec[0] == "COMBO" and options.get("options"):
-        return "choice of " + ", ".join(f"`{c}`" for c in options["options"][:6])
-    return f"`{spec[0]}`"
+    choices = spec[0] if isinstance(spec[0], list) else options.get("options") if spec[0] == "COMBO" else None
+    if choices is None:
+        return f"`{spec[0]}`"
+    if any("." in str(c) or "/" in str(c) for c in choices):
+        return "file name"  # lists model files, which differ between installations
+    return "choice of " + ", ".join(f"`{c}`" for c in choices)
 
 
 def _default(spec: list) -> str:
@@ -30,6 +31,8 @@ def _default(spec: list) -> str:
     if "default" not in options:
         return ""
     text = str(options["default"])
+    if "." in text and "/" in text:
+        return ""  # a model file name
     return f"`{text}`" if len(text) <= 40 else "(see the node)"
 
 

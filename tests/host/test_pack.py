@@ -75,3 +75,13 @@ def test_every_node_is_listed_with_its_declared_sockets(comfy_host, comfy_server
             for name, spec in listed["input"].get(section, {}).items():
                 options = spec[1] if len(spec) > 1 else {}
                 assert options.get("tooltip"), f"{node_id}.{name} has no tooltip"
+
+
+def test_node_reference_is_current(comfy_server):
+    """docs/nodes.md is generated from the node definitions; regenerate it with scripts/make_node_docs.py."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_node_docs", REPO / "scripts" / "make_node_docs.py")
+    make_node_docs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_node_docs)
+    assert (REPO / "docs" / "nodes.md").read_text() == make_node_docs.render(comfy_server.object_info())
