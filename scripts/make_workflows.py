@@ -154,8 +154,9 @@ def fit_own_videos(g: EditorGraph) -> None:
 def core_samplers(g: EditorGraph) -> None:
     g.note("**Core samplers**: the SV4D 2.0 MODEL and the per-(frame, view) CFG GUIDER in ComfyUI's own nodes — "
            "*SamplerCustomAdvanced* (official: euler, Karras σ 700→0.002, ρ 7 = the EDM schedule) and *KSampler* "
-           "(its cfg is ignored: the patched MODEL applies the grid). The bottom row refines the result with core "
-           "nodes (VAE Encode → Add Noise at a split of the schedule → sample the rest).")
+           "(its cfg is ignored: the patched MODEL applies the grid). The last row refines the result with core "
+           "nodes: Split Sigmas → Add Noise to the low half's level → SamplerCustomAdvanced (Disable Noise) on the "
+           "rest of the schedule. (SV4D2 Refine does this for pixel videos, e.g. 4D renders.)")
     prepared = load_input_video(g, 12)
     model = load_model(g, CKPT_4V)
     cameras = g.add("SV4D2Cameras", title="Cameras", preset="4v").out(0)
@@ -176,12 +177,15 @@ def core_samplers(g: EditorGraph) -> None:
                      cfg=1.0, sampler_name="euler", scheduler="karras", denoise=1.0)
     decoded_k = g.add("VAEDecode", title="Decode (KSampler)", samples=ksampler.out(0), vae=model.out("VAE"))
     g.add("SaveImage", title="Save (KSampler)", images=decoded_k.out(0), filename_prefix="sv4d2/core_ksampler")
-    # noise-and-denoise refinement with core nodes: re-noise the sampled latents to the split point, denoise the rest
+    # noise-and-denoise refinement with core nodes: re-noise the result to the split point, denoise the rest
     split = g.add("SplitSigmas", title="Split Sigmas", sigmas=sigmas.out(0), step=25)
-    noisy = g.add("SamplerCustomAdvanced", title="Refine (core)", noise=noise.out(0), guider=grid.out("GUIDER"),
-                  sampler=sampler.out(0), sigmas=split.out("low_sigmas"), latent_image=custom.out(0))
-    refined = g.add("VAEDecode", title="Decode (refined)", samples=noisy.out(0), vae=model.out("VAE"))
-    g.add("SaveImage", title="Save (refined)", images=refined.out(0), filename_prefix="sv4d2/core_refined")
+    noisy = g.add("AddNoise", title="Add Noise", model=model.out("MODEL"), noise=noise.out(0),
+                  sigmas=split.out("low_sigmas"), latent_image=custom.out(0))
+    refined = g.add("SamplerCustomAdvanced", title="Refine (core)", noise=g.add("DisableNoise").out(0),
+                    guider=grid.out("GUIDER"), sampler=sampler.out(0), sigmas=split.out("low_sigmas"),
+                    latent_image=noisy.out(0))
+    decoded_r = g.add("VAEDecode", title="Decode (refined)", samples=refined.out(0), vae=model.out("VAE"))
+    g.add("SaveImage", title="Save (refined)", images=decoded_r.out(0), filename_prefix="sv4d2/core_refined")
 
 
 VIEW = (1600, 1000)

@@ -31,8 +31,10 @@ def browser_server(chromium, tmp_path_factory):
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium):
+    """Module-scoped: playwright's sync API keeps an event loop running in this thread while it is open, which
+    would stop the in-process ComfyUI of later test modules from running its own."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
