@@ -33,7 +33,7 @@ class SV4D2Export4DMesh(io.ComfyNode):
             "static GLB/OBJ files in <prefix>_frames/.",
             is_output_node=True,
             inputs=[
-                Field4D.Input("field"),
+                Field4D.Input("field", tooltip="The fitted dynamic NeRF (SV4D2 Fit 4D)."),
                 io.String.Input("filename_prefix", default="sv4d2/4d",
                                 tooltip="Output sub-folder and file name prefix."),
                 io.Int.Input("frames", default=0, min=0, max=4096,

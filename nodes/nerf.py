@@ -91,12 +91,12 @@ class SV4D2Render4D(io.ComfyNode):
             category="SV4D2/4d",
             description="Multi-view video of a fitted 4D field, view-major, input view included as view 0.",
             inputs=[
-                Field4D.Input("field"),
+                Field4D.Input("field", tooltip="The fitted dynamic NeRF (SV4D2 Fit 4D)."),
                 Cameras.Input("cameras", tooltip="Views to render (input view first)."),
                 io.Int.Input("frames", default=0, min=0, max=4096,
                              tooltip="Frames per view, spread over the clip (0: the field's own frame count)."),
-                io.Int.Input("width", default=576, min=8, max=4096, step=8),
-                io.Int.Input("height", default=576, min=8, max=4096, step=8),
+                io.Int.Input("width", default=576, min=8, max=4096, step=8, tooltip="Render width in pixels."),
+                io.Int.Input("height", default=576, min=8, max=4096, step=8, tooltip="Render height in pixels."),
             ],
             outputs=[
                 io.Image.Output(display_name="images", tooltip="View-major renders on white."),
@@ -159,9 +159,9 @@ class SV4D2SyntheticScene(io.ComfyNode):
             "from every camera: a multi-view video with known ground truth.",
             inputs=[
                 Cameras.Input("cameras", tooltip="Views to render (input view first)."),
-                io.Int.Input("frames", default=12, min=1, max=256),
-                io.Int.Input("width", default=576, min=8, max=4096, step=8),
-                io.Int.Input("height", default=576, min=8, max=4096, step=8),
+                io.Int.Input("frames", default=12, min=1, max=256, tooltip="Frames per view (t = frame / (frames − 1))."),
+                io.Int.Input("width", default=576, min=8, max=4096, step=8, tooltip="Image width in pixels."),
+                io.Int.Input("height", default=576, min=8, max=4096, step=8, tooltip="Image height in pixels."),
             ],
             outputs=[
                 io.Image.Output(display_name="images", tooltip="View-major multi-view video on white."),
