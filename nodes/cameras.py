@@ -39,7 +39,7 @@ def parse_cameras(text: str) -> OrbitCameras:
         ):
             raise ValueError(f"cameras {key!r} must be a list of numbers (degrees), got {values!r}")
         lists[key] = tuple(float(v) for v in values)
-    return OrbitCameras(lists["elevations_deg"], lists["azimuths_deg"])
+    return OrbitCameras(lists["elevations_deg"], lists["azimuths_deg"]).require_novel_views()
 
 
 def orbit_poses(cameras: OrbitCameras) -> list[list[float]]:

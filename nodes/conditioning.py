@@ -63,7 +63,7 @@ def encode_video(
 ) -> tuple[list, list, dict]:
     """Positive/negative conditioning and the empty latent `(T·V, 4, H/8, W/8)` of one chunk."""
     check_square_frames(frames, "frames")
-    num_frames, num_views = frames.shape[0], cameras.num_views
+    num_frames, num_views = frames.shape[0], cameras.num_novel_views
     if reference_views is not None:
         check_square_frames(reference_views, "reference views")
         if reference_views.shape[0] != num_views or reference_views.shape[1:3] != frames.shape[1:3]:

@@ -37,7 +37,7 @@ def plan_video(model, cameras: OrbitCameras, n_frames: int, pad: bool) -> tuple[
     Checks the model, the cameras and the length before any compute.
     """
     num_frames = getattr(model.model, "sv4d2_num_frames", None)
-    check_layout(model, cameras, num_frames, cameras.num_views)
+    check_layout(model, cameras, num_frames, cameras.num_novel_views)
     variant = model.model.sv4d2_variant
     notes = []
     length = n_frames
@@ -102,7 +102,7 @@ def run_windows(
     `(V, n, H, W, 3)`: novel views to noise to `sigmas[0]` and denoise (refinement); None samples from pure noise.
     A window's reference views are the novel views of its first frame as they stand when it runs.
     """
-    num_views = cameras.num_views
+    num_views = cameras.num_novel_views
     num_frames = windows[0].num_frames
     scales = guidance.grid_from_spec(guidance.parse_grid_spec(grid), num_frames, num_views, cameras.azimuths_deg)
     videos = torch.zeros(num_views + 1, *view0.shape[:3], 3, device=mm.intermediate_device())

@@ -128,9 +128,9 @@ class CFGGrid(io.ComfyNode):
     def execute(cls, model, positive, negative, grid: str, cameras=None) -> io.NodeOutput:
         spec = guidance.parse_grid_spec(grid)
         num_frames, num_views = grid_size(model, positive)
-        if cameras is not None and cameras.num_views != num_views:
+        if cameras is not None and cameras.num_novel_views != num_views:
             raise ValueError(
-                f"the cameras have {cameras.num_views} novel views but the model samples {num_views}; "
+                f"the cameras have {cameras.num_novel_views} novel views but the model samples {num_views}; "
                 "connect the cameras used for sampling"
             )
         azimuths = cameras.azimuths_deg if cameras is not None else None

@@ -90,7 +90,7 @@ class SV4D2Refine(io.ComfyNode):
         decoding_t: int, crossfade: bool, pad_frames: bool,
     ) -> io.NodeOutput:
         n_frames = frames.shape[0]
-        videos = split_input_views(multiview, frames, cameras.num_views)
+        videos = split_input_views(multiview, frames, cameras.num_novel_views)
         windows, length, notes = plan_video(model, cameras, n_frames, pad_frames)
         start = schedule.refine_start_step(strength, steps)
         if start == steps:

@@ -45,9 +45,9 @@ def check_layout(model, cameras: OrbitCameras, num_frames: int, num_views: int) 
             f"exactly {model_t} frames (select them with an image-batch node, or use SV4D2 Extend Video for longer "
             "videos)"
         )
-    if num_views != model_v or cameras.num_views != model_v:
+    if num_views != model_v or cameras.num_novel_views != model_v:
         raise ValueError(
-            f"the model samples {model_v} novel views but the cameras have {cameras.num_views} (conditioning: "
+            f"the model samples {model_v} novel views but the cameras have {cameras.num_novel_views} (conditioning: "
             f"{num_views}); use the {model_v}-view camera preset or a custom list of {model_v} + 1 entries, and "
             "encode with the same cameras"
         )

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from ..cameras import orbit_camera
+from ..cameras import OrbitCameras
 
 if TYPE_CHECKING:
     from .field import DynamicNeRF
@@ -25,25 +25,14 @@ def camera_rays(
     device: torch.device | str = "cpu",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Origins and unit directions (H·W, 3) through pixel centres, row-major from the top-left pixel."""
-    c2w, intrinsics = orbit_camera(elevation_deg, azimuth_deg, radius, fov_deg, width, height)
-    v, u = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
-    focal, cx, cy = intrinsics[0, 0], intrinsics[0, 2], intrinsics[1, 2]
-    # OpenGL camera: x right, y up, looking along −z; image rows grow downwards
-    dirs_cam = torch.stack(((u - cx) / focal, -(v - cy) / focal, -torch.ones_like(u)), dim=-1).reshape(-1, 3)
-    dirs = F.normalize(dirs_cam @ c2w[:3, :3].T, dim=-1)
-    origins = c2w[:3, 3].expand_as(dirs)
-    return origins.to(device).contiguous(), dirs.to(device)
+    origins, dirs = OrbitCameras((elevation_deg,), (azimuth_deg,), radius, fov_deg).rays(width, height, device)
+    return origins[0], dirs[0]
 
 
 def project(points: torch.Tensor, elevation_deg: float, azimuth_deg: float, radius: float, fov_deg: float,
             width: int, height: int) -> torch.Tensor:
     """Pixel coordinates (N, 2) as (column, row) of world points (N, 3) in an orbit view (pixel centres at +0.5)."""
-    c2w, intrinsics = orbit_camera(elevation_deg, azimuth_deg, radius, fov_deg, width, height)
-    c2w, intrinsics = c2w.to(points.device), intrinsics.to(points.device)
-    cam = (points - c2w[:3, 3]) @ c2w[:3, :3]  # world → camera (rotation transposed)
-    depth = (-cam[:, 2]).clamp(min=1e-6)
-    return torch.stack((intrinsics[0, 0] * cam[:, 0] / depth + intrinsics[0, 2],
-                        -intrinsics[1, 1] * cam[:, 1] / depth + intrinsics[1, 2]), dim=-1)
+    return OrbitCameras((elevation_deg,), (azimuth_deg,), radius, fov_deg).project(points, width, height)[0][0]
 
 
 def aabb_intersect(origins: torch.Tensor, dirs: torch.Tensor, bound: float) -> tuple[torch.Tensor, torch.Tensor]:

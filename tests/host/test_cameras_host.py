@@ -34,7 +34,7 @@ def test_custom_cameras_follow_the_json(comfy_host):
     text = json.dumps({"elevations_deg": [5, 0, 20], "azimuths_deg": [0, 120, 240]})
     cameras, poses = comfy_host.run(cameras_prompt("custom", text)).outputs["1"]
     assert cameras.elevations_deg == (5.0, 0.0, 20.0) and cameras.azimuths_deg == (0.0, 120.0, 240.0)
-    assert cameras.num_views == 2 and len(poses) == 3
+    assert cameras.num_novel_views == 2 and len(poses) == 3
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from sv4d_lib.cameras import AZIMUTHS_4V, AZIMUTHS_8V, DEFAULT_FOV_DEG, orbit_camera
+from sv4d_lib.cameras import AZIMUTHS_4V, AZIMUTHS_8V, DEFAULT_FOV_DEG, OrbitCameras
 from sv4d_lib.nerf import losses
 from sv4d_lib.nerf.field import DynamicNeRF, FieldConfig
 from sv4d_lib.nerf.occupancy import OccupancyGrid, visual_hull
@@ -33,7 +33,7 @@ def test_centre_ray_points_at_origin_and_projects_back():
 
 def test_top_image_row_looks_up():
     _, dirs = camera_rays(0.0, 0.0, 2.0, 40.0, 4, 4)
-    c2w, _ = orbit_camera(0.0, 0.0, 2.0, 40.0, 4, 4)
+    c2w = OrbitCameras((0.0,), (0.0,), 2.0, 40.0).c2w()[0]
     assert dirs[0, 1] > 0 > dirs[-1, 1]  # world y up, image rows grow downwards
     assert torch.allclose(c2w[:3, 1], torch.tensor([0.0, 1.0, 0.0]))
 
