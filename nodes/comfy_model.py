@@ -141,7 +141,7 @@ def load_model_patcher(path: str | os.PathLike, variant: str = "auto", precision
 
 def build_model_patcher(info: checkpoint.CheckpointInfo, precision: str = "auto",
                         disable_dynamic: bool = False) -> comfy.model_patcher.ModelPatcher:
-    """Build the model in the chosen precision, check its keys against the file, then read the UNet weights.
+    """Build the model in the chosen precision, read the (already validated) UNet weights, check all were set.
 
     Mirrors ComfyUI's own diffusion-model loader: `unet_dtype`/`unet_manual_cast` pick weight and compute dtypes,
     `pick_operations` (inside BaseModel) makes lowvram and weight casting work, and the patcher class is looked up
@@ -156,10 +156,9 @@ def build_model_patcher(info: checkpoint.CheckpointInfo, precision: str = "auto"
         model_params=info.unet_params, supported_dtypes=config.supported_inference_dtypes, weight_dtype=info.unet_dtype)
     config.set_inference_dtype(dtype, comfy.model_management.unet_manual_cast(
         dtype, load_device, config.supported_inference_dtypes))
+    # `inspect_checkpoint` has already matched every UNet tensor name and shape against the architecture; the
+    # instantiated model is no reference (with dynamic VRAM its Linear weights only exist after loading).
     model = config.get_model().to(offload_device)
-    expected = {k: tuple(v.shape) for k, v in model.diffusion_model.state_dict().items()}
-    checkpoint.check_state_dict_shapes(info.unet_shapes, expected, info.path, "UNet")
-
     base_patcher = comfy.model_patcher.ModelPatcher
     patcher_class = base_patcher if disable_dynamic else getattr(comfy.model_patcher, "CoreModelPatcher", base_patcher)
     patcher = patcher_class(model, load_device=load_device, offload_device=offload_device)
@@ -167,5 +166,9 @@ def build_model_patcher(info: checkpoint.CheckpointInfo, precision: str = "auto"
         model.load_model_weights(checkpoint.read_unet(info), "", assign=True)
     else:
         model.load_model_weights(checkpoint.read_unet(info), "")
+    unfilled = sorted(set(info.unet_shapes) - set(model.diffusion_model.state_dict()))
+    if unfilled:  # ComfyUI only logs keys its loader skipped; a model with unset weights must not run
+        raise RuntimeError(f"{info.path.name}: ComfyUI's loader left {len(unfilled)} UNet tensors unset (e.g. "
+                           f"{unfilled[:3]}); please report this with your ComfyUI version")
     patcher.cached_patcher_init = (load_model_patcher, (str(info.path), info.variant.name, precision))
     return patcher

@@ -127,10 +127,12 @@ def inspect_checkpoint(path: str | os.PathLike, variant: str = "auto") -> Checkp
     chosen = detect_variant(path, variant)
     try:
         _check_is_sv4d2_unet(path, unet_shapes)
+        network_config = infer_network_config(unet_shapes, metadata, chosen)
+        check_state_dict_shapes(unet_shapes, unet_architecture_shapes(network_config), path, "UNet")
         return CheckpointInfo(
             path=path,
             variant=chosen,
-            network_config=infer_network_config(unet_shapes, metadata, chosen),
+            network_config=network_config,
             unet_prefix=unet_prefix,
             unet_shapes=unet_shapes,
             unet_dtype=dtypes[unet_prefix + _UNET_PROBE],
@@ -180,6 +182,19 @@ def read_tensors(path: str | os.PathLike, prefix: str, *, add_prefix: str = "",
     with safe_open(str(path), framework="pt", device="cpu") as f:
         names = [prefix + k for k in keys] if keys is not None else [k for k in f.keys() if k.startswith(prefix)]
         return {add_prefix + k[len(prefix):]: f.get_tensor(k) for k in names}
+
+
+def unet_architecture_shapes(network_config: Mapping) -> dict[str, tuple[int, ...]]:
+    """Every UNet tensor name → shape for `network_config`, from this pack's pure-torch UNet on the `meta` device.
+
+    The reference for a strict check that does not depend on how a host allocates its layers: ComfyUI's dynamic-VRAM
+    ops create Linear weights lazily (None until `load_state_dict`, which then checks no shape), so an instantiated
+    host model is no reference. Costs no memory and well under a second for the full-size model.
+    """
+    from .model import SV4D2UNet
+
+    unet = SV4D2UNet(**network_config, device="meta")
+    return {k: tuple(v.shape) for k, v in unet.state_dict().items()}
 
 
 def check_state_dict_shapes(found: Mapping[str, tuple[int, ...]], expected: Mapping[str, tuple[int, ...]],

@@ -11,6 +11,18 @@ MODEL_FOLDERS = ("checkpoints", "diffusion_models", "vae", "clip_vision")
 PACK_MODULE = "sv4d2"  # the pack's folder name under custom_nodes (scripts/bootstrap_host.sh)
 
 
+def pack_module(name: str):
+    """A module of this pack as ComfyUI imported it (under a path-derived package name; `nodes` alone would be
+    ComfyUI's own nodes.py), e.g. `pack_module("nodes.comfy_model")`."""
+    import importlib
+
+    pack_init = str(Path(__file__).resolve().parents[2] / "__init__.py")
+    package = next(key for key, module in list(sys.modules.items())
+                   if getattr(module, "__file__", None) and str(Path(module.__file__).resolve()) == pack_init
+                   and key.endswith(PACK_MODULE))
+    return importlib.import_module(f"{package}.{name}")
+
+
 class NodeFailed(AssertionError):
     """A prompt failed validation or execution; the message carries ComfyUI's node errors."""
 
