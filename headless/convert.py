@@ -55,11 +55,19 @@ def _input_specs(info: dict) -> list[tuple[str, list]]:
 
 
 def _is_widget(spec: list) -> bool:
+    """Whether the editor gives this input a widget (whose value is saved in `widgets_values`).
+
+    As the frontend decides: an explicit `widgetType` (custom widgets, and multi-type inputs such as newer core
+    Preview3D's `model_file`, declared "STRING,File3D,..." with widgetType "STRING"), a combo list, or a widget
+    type as the (first) declared type.
+    """
     kind = spec[0]
     options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
     if options.get("forceInput"):
         return False
-    return isinstance(kind, list) or kind in WIDGET_TYPES
+    if options.get("widgetType"):
+        return True
+    return isinstance(kind, list) or (isinstance(kind, str) and kind.split(",")[0] in WIDGET_TYPES)
 
 
 def extra_widget_values(name: str, spec: list) -> list[str]:

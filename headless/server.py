@@ -55,7 +55,7 @@ class ComfyServer:
         cpu = (not cuda_available(python)) if cpu is None else cpu
         self.command = [python, "main.py", "--listen", "127.0.0.1", "--port", str(self.port),
                         "--output-directory", str(self.output_dir), "--disable-auto-launch",
-                        "--disable-api-nodes", "--database-url", "sqlite:///:memory:", *extra_args]
+                        "--database-url", "sqlite:///:memory:", *extra_args]
         if cpu:
             self.command.append("--cpu")
         if extra_model_paths:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -49,7 +50,6 @@ class InProcessComfy:
         from comfy.cli_args import args
 
         args.cpu = True
-        args.disable_api_nodes = True
         import folder_paths
         import utils.extra_config  # noqa: F401  (as main.py: ComfyUI's `utils` package before nodes.py shadows it)
 
@@ -64,7 +64,7 @@ class InProcessComfy:
 
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
-        self.server = server.PromptServer(self.loop)
+        self.server = make_prompt_server(server, self.loop)
         self.loop.run_until_complete(nodes.init_extra_nodes(init_custom_nodes=True, init_api_nodes=False))
         self.execution, self.nodes = execution, nodes
         if PACK_MODULE not in nodes.LOADED_MODULE_DIRS:
@@ -101,7 +101,34 @@ class InProcessComfy:
             raise NodeFailed(f"execution failed: {executor.status_messages}")
         node_outputs = {}
         for node_id in prompt:
-            entry = executor.caches.outputs.get(node_id)
+            entry = cached_output(executor, node_id, self.loop)
             if entry is not None:
                 node_outputs[node_id] = [values[0] if len(values) == 1 else values for values in entry.outputs]
         return RunResult(ui=executor.history_result["outputs"], outputs=node_outputs)
+
+
+def make_prompt_server(server_module, loop: asyncio.AbstractEventLoop):
+    """`PromptServer(loop)` (0.3.x), or `PromptServer(loop, asset_manager)` (newer core): each further required
+    parameter gets a new instance of its annotated class, or of the server module's own `*AssetManager` class."""
+    extra = []
+    for parameter in list(inspect.signature(server_module.PromptServer.__init__).parameters.values())[2:]:
+        if parameter.default is not parameter.empty or parameter.kind in (parameter.VAR_POSITIONAL,
+                                                                          parameter.VAR_KEYWORD):
+            continue
+        annotation = None if parameter.annotation is parameter.empty else parameter.annotation
+        if isinstance(annotation, str):
+            annotation = getattr(server_module, annotation.rpartition(".")[2], None)
+        if not isinstance(annotation, type):
+            annotation = next((v for k, v in vars(server_module).items()
+                               if isinstance(v, type) and k.lower().endswith("assetmanager")), None)
+        if annotation is None:
+            raise RuntimeError(f"cannot build ComfyUI's PromptServer: no class known for its {parameter.name!r} "
+                               "parameter; update tests/host/inprocess.py for this ComfyUI version")
+        extra.append(annotation())
+    return server_module.PromptServer(loop, *extra)
+
+
+def cached_output(executor, node_id: str, loop: asyncio.AbstractEventLoop):
+    """A node's cached outputs; `caches.outputs.get` is a plain call in 0.3.x and a coroutine in newer core."""
+    entry = executor.caches.outputs.get(node_id)
+    return loop.run_until_complete(entry) if inspect.isawaitable(entry) else entry

@@ -89,6 +89,31 @@ def test_bad_overrides_name_the_problem(object_info):
             apply_overrides(prompt, [override], object_info)
 
 
+# Newer core (≈0.38+) declares Preview3D.model_file as a multi-type input: a STRING widget that also takes 3D-file
+# sockets; /object_info then shows the comma-joined type with an explicit widgetType.
+MULTI_TYPE_PREVIEW3D = {
+    "input": {"required": {"model_file": ["STRING,File3D,File3DGLB", {"widgetType": "STRING", "default": ""}]},
+              "optional": {"camera_info": ["LOAD3D_CAMERA", {}]}},
+    "input_order": {"required": ["model_file"], "optional": ["camera_info"]},
+    "output": [], "output_name": [], "display_name": "Preview 3D",
+}
+EXPORTER = {"input": {"required": {"filename_prefix": ["STRING", {"default": "mesh"}]}},
+            "input_order": {"required": ["filename_prefix"]}, "output": ["STRING"], "output_name": ["model_file"]}
+
+
+def test_multi_type_inputs_with_a_widget_count_as_widgets():
+    object_info = {"Preview3D": MULTI_TYPE_PREVIEW3D, "Exporter": EXPORTER}
+    typed = _node(1, "Preview3D", widgets=["sv4d2/asset_00001_.glb"])
+    exporter = _node(2, "Exporter", outputs=[{"name": "model_file", "type": "STRING", "links": [1]}],
+                     widgets=["sv4d2/asset"])
+    linked = _node(3, "Preview3D", inputs=[{"name": "model_file", "type": "STRING,File3D,File3DGLB",
+                                            "widget": {"name": "model_file"}, "link": 1}], widgets=[""])
+    workflow = {"nodes": [typed, exporter, linked], "links": [[1, 2, 0, 3, 0, "STRING"]]}
+    prompt = ui_to_api(workflow, object_info)
+    assert prompt["1"]["inputs"] == {"model_file": "sv4d2/asset_00001_.glb"}  # the typed path is kept
+    assert prompt["3"]["inputs"] == {"model_file": ["2", 0]}  # the link overrides the widget
+
+
 def _templates() -> list[Path]:
     import comfyui_workflow_templates_core  # noqa: F401  (the templates ship with ComfyUI's requirements)
 
