@@ -8,11 +8,18 @@ reproduced: frames stay lossless.
 """
 from __future__ import annotations
 
+import logging
+import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image
+
+logger = logging.getLogger(__name__)
 
 WHITE_THRESHOLD = 250  # official `white_thresh`: pixels at or below it (uint8) belong to the object
 MIN_FRAME_SIZE = 16
@@ -41,6 +48,7 @@ def to_rgba_u8(frames: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[
     t, h, w, c = frames.shape
     if min(h, w) < MIN_FRAME_SIZE:
         raise ValueError(f"frames are {w}×{h} pixels; SV4D 2.0 needs at least {MIN_FRAME_SIZE} pixels per side")
+    check_finite(frames, "frames")
     u8 = (frames.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
     rgb = np.repeat(u8, 3, axis=-1) if c == 1 else u8[..., :3]
     if mask is not None:
@@ -51,6 +59,7 @@ def to_rgba_u8(frames: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[
                 f"mask must be (1 or {t}, {h}, {w}) to match the frames, got {tuple(mask.shape)}; resize or batch it "
                 "to the frames first"
             )
+        check_finite(mask, "mask values")
         alpha = (mask.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
         alpha = np.broadcast_to(alpha, (t, h, w))
         objects = alpha > 0
@@ -58,8 +67,18 @@ def to_rgba_u8(frames: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[
         alpha = u8[..., 3]
         objects = alpha > 0
     else:
+        if not rgb.any():
+            raise ValueError(
+                "frames are entirely black, so there is no object to find; the node that made them produced an empty "
+                "video (e.g. a failed load or decode): check it, or connect a mask"
+            )
         alpha = np.full((t, h, w), 255, dtype=np.uint8)
         objects = rgb.astype(np.float32).mean(axis=-1) <= WHITE_THRESHOLD
+        if objects.all():
+            logger.warning(
+                "SV4D2 Prepare Video: no white background in any frame, so the whole frame is taken as the object; "
+                "connect a foreground mask (1 = object) if the background is not white"
+            )
     return np.concatenate([rgb, alpha[..., None]], axis=-1), objects
 
 
@@ -149,12 +168,64 @@ def tile_grid(videos: torch.Tensor) -> torch.Tensor:
     return videos.permute(0, 2, 1, 3, 4).reshape(1, views * h, frames * w, c)
 
 
-def write_video(frames: torch.Tensor, path: str, fps: float) -> None:
+def check_finite(images: torch.Tensor, what: str) -> None:
+    """Refuse NaN/inf pixels at a node boundary (they turn into black pixels, latents and videos downstream)."""
+    bad = ~torch.isfinite(images)
+    if bad.any():
+        frames = bad.reshape(bad.shape[0], -1).any(dim=1).nonzero().flatten().tolist()
+        raise ValueError(
+            f"{what} contain {int(bad.sum())} NaN or infinite values (in frame(s) {frames[:8]}"
+            f"{' …' if len(frames) > 8 else ''}); the node that made them produced invalid pixels: fix or replace "
+            "that node, or drop those frames"
+        )
+
+
+def even_size(frames: torch.Tensor) -> torch.Tensor:
+    """`(F, H, W, C)` padded by one repeated edge row/column where H or W is odd (H.264 in yuv420p needs even
+    sides); unchanged otherwise."""
+    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+    if pad_h:
+        frames = torch.cat([frames, frames[:, -1:]], dim=1)
+    if pad_w:
+        frames = torch.cat([frames, frames[:, :, -1:]], dim=2)
+    return frames
+
+
+def write_video(frames: torch.Tensor, path: str | os.PathLike, fps: float, on_frame: Callable[[], None] | None = None
+                ) -> None:
     """Write `(F, H, W, 3)` frames in [0, 1] as an H.264 mp4, pixels truncated to uint8 as the official
-    `save_video` does. imageio-ffmpeg ships its own ffmpeg binary, so nothing else needs installing."""
+    `save_video` does. imageio-ffmpeg ships its own ffmpeg binary, so nothing else needs installing.
+
+    Odd sides are padded by one edge row/column (`even_size`). `on_frame()` runs after every frame (progress,
+    interruption). The encoder's failures raise (ffmpeg only logs some, e.g. odd sizes, and leaves an empty file),
+    so callers should write to a temporary name and `check_video` it before renaming (`sv4d_lib.atomic`).
+    """
     import imageio.v2 as imageio
 
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:
         raise ValueError(f"write_video needs (frames, H, W, 3) RGB frames, got {tuple(frames.shape)}")
-    pixels = (frames.clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
-    imageio.mimwrite(path, list(pixels), format="FFMPEG", fps=fps, codec="libx264", macro_block_size=1)
+    if not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a positive finite number, got {fps}")
+    check_finite(frames, "video frames")
+    pixels = (even_size(frames).clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
+    writer = imageio.get_writer(str(path), format="FFMPEG", fps=fps, codec="libx264", macro_block_size=1)
+    try:
+        for frame in pixels:
+            writer.append_data(frame)
+            if on_frame is not None:
+                on_frame()
+    finally:
+        writer.close()
+
+
+def check_video(path: str | os.PathLike, num_frames: int) -> None:
+    """Read a written video back: it must decode to exactly `num_frames` frames (raises OSError otherwise)."""
+    import imageio_ffmpeg
+
+    try:
+        found, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
+    except (RuntimeError, OSError) as error:
+        raise OSError(f"the written video {Path(path).name} cannot be read back ({error})") from None
+    if found != num_frames:
+        raise OSError(f"the written video {Path(path).name} has {found} frames instead of {num_frames}; the encoder "
+                      "failed (see the ffmpeg messages in the log)")
