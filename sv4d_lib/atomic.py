@@ -25,16 +25,16 @@ def temporary_name(path: str | os.PathLike) -> Path:
     return path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
 
 
-def check_nonempty_file(path: Path) -> None:
-    """The minimum every written file must pass: it exists and holds at least one byte."""
+def check_nonempty_file(path: Path, name: str) -> None:
+    """The minimum every written file must pass: it exists and holds at least one byte (`name`: for the message)."""
     if not path.is_file() or path.stat().st_size == 0:
-        raise OSError(f"writing {path.name} produced {'an empty file' if path.is_file() else 'no file'}")
+        raise OSError(f"writing {name} produced {'an empty file' if path.is_file() else 'no file'}")
 
 
-def check_nonempty_folder(path: Path) -> None:
-    """A written folder exists and holds at least one entry."""
+def check_nonempty_folder(path: Path, name: str) -> None:
+    """A written folder exists and holds at least one entry (`name`: for the message)."""
     if not path.is_dir() or not any(path.iterdir()):
-        raise OSError(f"writing the folder {path.name} produced {'no entries' if path.is_dir() else 'no folder'}")
+        raise OSError(f"writing the folder {name} produced {'no entries' if path.is_dir() else 'no folder'}")
 
 
 @contextmanager
@@ -48,8 +48,8 @@ def atomic_files(paths: Sequence[str | os.PathLike], check: Check | None = None)
     temporaries = [temporary_name(p) for p in targets]
     try:
         yield temporaries
-        for temporary in temporaries:
-            check_nonempty_file(temporary)
+        for temporary, target in zip(temporaries, targets):
+            check_nonempty_file(temporary, target.name)
             if check is not None:
                 check(temporary)
         for temporary, target in zip(temporaries, targets):
@@ -80,7 +80,7 @@ def atomic_folder(path: str | os.PathLike, check: Check | None = None) -> Iterat
     temporary.mkdir()
     try:
         yield temporary
-        check_nonempty_folder(temporary)
+        check_nonempty_folder(temporary, target.name)
         if check is not None:
             check(temporary)
         os.rename(temporary, target)
