@@ -1,7 +1,7 @@
 """Build editor-format (UI) workflows from code, using the server's `/object_info`.
 
-The example workflows in `workflows/` are written with this (scripts/make_workflows.py), so they have exactly
-the layout the frontend saves: sockets for links, widget values in declared order (plus the seed control
+The example workflows in `example_workflows/` are written with this (scripts/make_workflows.py), so they have
+exactly the layout the frontend saves: sockets for links, widget values in declared order (plus the seed control
 value), node titles and positions. `headless.convert.ui_to_api` is its inverse.
 """
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .convert import _input_specs, _is_widget, extra_widget_values
+from .convert import MODE_BYPASSED, MODE_MUTED, _input_specs, _is_widget, extra_widget_values
+
+NODE_MODES = (0, MODE_MUTED, MODE_BYPASSED)  # the editor's "always", "never" (muted) and "bypass"
 
 
 @dataclass(frozen=True)
@@ -49,15 +51,19 @@ class EditorGraph:
         self.nodes: list[EditorNode] = []
         self.groups: list[dict] = []
 
-    def add(self, node_type: str, *, title: str | None = None, mode: int = 0, **inputs: Any) -> EditorNode:
+    def add(self, node_type: str, *, title: str | None = None, node_mode: int = 0, **inputs: Any) -> EditorNode:
+        """A node with widget values / links by input name. `node_mode` is the editor's run mode (0 runs, 2 muted,
+        4 bypassed); it is not called `mode` because node inputs may be (SV4D2 Prepare Video's is)."""
         if node_type not in self.object_info:
             raise KeyError(f"unknown node type {node_type!r}")
+        if node_mode not in NODE_MODES:
+            raise ValueError(f"node_mode must be one of {NODE_MODES} (run, muted, bypassed), got {node_mode!r}")
         info = self.object_info[node_type]
         declared = {name for name, _ in _input_specs(info)}
         unknown = set(inputs) - declared
         if unknown:
             raise KeyError(f"{node_type} has no inputs {sorted(unknown)}; inputs are {sorted(declared)}")
-        node = EditorNode(len(self.nodes) + 1, node_type, title, inputs, info, mode)
+        node = EditorNode(len(self.nodes) + 1, node_type, title, inputs, info, node_mode)
         self.nodes.append(node)
         return node
 

@@ -1,11 +1,12 @@
-"""Writes the example workflows in workflows/ from the node definitions a real ComfyUI serves.
+"""Writes the example workflows in example_workflows/ from the node definitions a real ComfyUI serves.
 
 Each graph is built from code, then opened in the real frontend (headless Chromium), laid out and saved exactly
-as the editor serialises it, with a thumbnail `<name>.jpg` for the template browser. Run
-`.venv/bin/python scripts/make_workflows.py` after changing a node's inputs; CI executes every file in
-workflows/ through the headless runner (tests/host/test_workflows.py), so a stale workflow fails there.
-Settings are the production ones (576², 50 steps, official CFG grids); CI and the main job's smoke run shrink
-them with `--set` overrides.
+as the editor saves it (`JSON.stringify(graph.serialize())`), with a thumbnail `<name>.jpg` (older frontends show
+it; newer core serves the .json only). ComfyUI's template browser titles a pack's templates by file name, hence
+the "SV4D 2.0 - …" names. Run `.venv/bin/python scripts/make_workflows.py` after changing a node's inputs; CI
+executes every file through the headless runner (tests/host/test_workflows.py) and opens each in the browser
+(tests/browser/test_templates_browser.py), so a stale workflow fails there. Settings are the production ones
+(576², 50 steps, official CFG grids); CI and the main job's smoke run shrink them with `--set` overrides.
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from headless.server import ComfyServer, find_comfyui  # noqa: E402
 from sv4d_lib.guidance import PRESETS  # noqa: E402
 
 SAMPLE_VIDEO = "sample_object.mp4"
+REAL_SCENE_VIEWS, REAL_SCENE_HELDOUT = "sv4d2_maidroid_views.png", "sv4d2_maidroid_heldout.png"  # assets/README.md
+HELDOUT_CAMERAS = json.dumps({"elevations_deg": [15.0, 0.0, -10.0], "azimuths_deg": [90.0, 210.0, 330.0]})
 CKPT_4V, CKPT_8V = "checkpoints/sv4d2.safetensors", "checkpoints/sv4d2_8views.safetensors"
 GRID_8V = json.dumps({"preset": "official_8v", "params": PRESETS["official_8v"]})
 WORKFLOWS: dict[str, callable] = {}
@@ -66,7 +69,7 @@ def nvvs(g: EditorGraph, ckpt: str, preset: str, frames: int, grid: str | None =
     return model, prepared, cameras, sample
 
 
-@workflow("sv4d2_4views")
+@workflow("SV4D 2.0 - 4 views")
 def four_views(g: EditorGraph) -> None:
     g.note("**SV4D 2.0, 4-view model**: a 12-frame object video → 4 novel-view videos (60/120/180/240°) at 576².\n"
            "Load your own video in *Load Video*; put `sv4d2.safetensors` in `models/checkpoints` (or tick "
@@ -77,7 +80,7 @@ def four_views(g: EditorGraph) -> None:
     g.add("SaveImage", title="Save Grid", images=sample.out("grid"), filename_prefix="sv4d2/4views_grid")
 
 
-@workflow("sv4d2_8views")
+@workflow("SV4D 2.0 - 8 views")
 def eight_views(g: EditorGraph) -> None:
     g.note("**SV4D 2.0, 8-view model**: a 5-frame object video → 8 novel-view videos (30°…330°) at 576², with the "
            "official 8-view CFG grid (rises with the distance from the input view and with time).\n"
@@ -94,7 +97,7 @@ def extend(g: EditorGraph, model, prepared, cameras):
                  steps=50, seed=23, decoding_t=4)
 
 
-@workflow("sv4d2_long_video")
+@workflow("SV4D 2.0 - long video")
 def long_video(g: EditorGraph) -> None:
     g.note("**Any length**: the whole video is sampled window by window (official autoregressive extension: each "
            "window is conditioned on the novel views of its first frame from the previous window). 21 frames → "
@@ -107,7 +110,7 @@ def long_video(g: EditorGraph) -> None:
           filename_prefix="sv4d2/long")
 
 
-@workflow("sv4d2_full_pipeline")
+@workflow("SV4D 2.0 - full pipeline")
 def full_pipeline(g: EditorGraph) -> None:
     g.note("**The paper's full pipeline**: video → multi-view videos (autoregressive NVVS) → 4D fit, stage 1 → "
            "render the fit → refine the renders with SV4D 2.0 (noise-and-denoise) → 4D fit, stage 2 (warm start) → "
@@ -133,7 +136,7 @@ def full_pipeline(g: EditorGraph) -> None:
     g.add("Preview3D", title="Preview 3D", model_file=mesh.out("model_file"))
 
 
-@workflow("sv4d2_fit_own_videos")
+@workflow("SV4D 2.0 - fit your own multi-view videos")
 def fit_own_videos(g: EditorGraph) -> None:
     g.note("**Fit a 4D asset from your own multi-view videos** (any tool's, with known orbit cameras). Replace "
            "*Synthetic Scene* by your videos as one view-major IMAGE batch (all frames of the input view, then each "
@@ -150,7 +153,7 @@ def fit_own_videos(g: EditorGraph) -> None:
     g.add("Preview3D", title="Preview 3D", model_file=mesh.out("model_file"))
 
 
-@workflow("sv4d2_core_samplers")
+@workflow("SV4D 2.0 - core samplers")
 def core_samplers(g: EditorGraph) -> None:
     g.note("**Core samplers**: the SV4D 2.0 MODEL and the per-(frame, view) CFG GUIDER in ComfyUI's own nodes — "
            "*SamplerCustomAdvanced* (official: euler, Karras σ 700→0.002, ρ 7 = the EDM schedule) and *KSampler* "
@@ -188,6 +191,30 @@ def core_samplers(g: EditorGraph) -> None:
     g.add("SaveImage", title="Save (refined)", images=decoded_r.out(0), filename_prefix="sv4d2/core_refined")
 
 
+@workflow("SV4D 2.0 - 4D fit of a real scene")
+def real_scene(g: EditorGraph) -> None:
+    g.note("**4D fit of a real scene** (no diffusion model needed): a walking game character (CC BY-SA 4.0, see the "
+           "pack's assets/README.md) seen from 5 orbit views (elevation 5°, the 4-view model's azimuths) × 21 frames "
+           "→ Fit 4D → animated GLB in *Preview 3D*, a preview video of the fit from the same views, and its PSNR/SSIM "
+           "on 3 held-out views it never saw. The same graph fits SV4D 2.0's own multi-view videos.")
+    views = g.add("LoadImage", title="Load Views", image=REAL_SCENE_VIEWS)
+    masks = g.add("InvertMask", title="Alpha to Mask", mask=views.out("MASK"))
+    cameras = g.add("SV4D2Cameras", title="Cameras", preset="4v", elevation_deg=5.0).out(0)
+    field = g.add("SV4D2Fit4D", title="Fit 4D", images=views.out("IMAGE"), cameras=cameras, masks=masks.out(0)).out(0)
+    mesh = g.add("SV4D2Export4DMesh", title="Export 4D Mesh", field=field, filename_prefix="sv4d2/real_scene")
+    g.add("Preview3D", title="Preview 3D", model_file=mesh.out("model_file"))
+    renders = g.add("SV4D2Render4D", title="Render 4D", field=field, cameras=cameras, width=128, height=128)
+    video = g.add("CreateVideo", title="Preview Video", images=renders.out("images"), fps=15.0)
+    g.add("SaveVideo", title="Save Preview Video", video=video.out(0), filename_prefix="sv4d2/real_scene_preview")
+    heldout = g.add("LoadImage", title="Load Held-out Views", image=REAL_SCENE_HELDOUT)
+    heldout_cameras = g.add("SV4D2Cameras", title="Held-out Cameras", preset="custom", cameras=HELDOUT_CAMERAS)
+    heldout_renders = g.add("SV4D2Render4D", title="Render Held-out Views", field=field,
+                            cameras=heldout_cameras.out(0), width=128, height=128)
+    metrics = g.add("SV4D2Metrics4D", title="Held-out Score", images=heldout_renders.out("images"),
+                    reference=heldout.out("IMAGE"))
+    g.add("PreviewAny", title="Show Held-out Score", source=metrics.out("report"))
+
+
 VIEW = (1600, 1000)
 TOP_LEFT = (70, 130)  # the frontend's side bar and menus
 LAY_OUT = """async (graph) => {
@@ -206,14 +233,14 @@ LAY_OUT = """async (graph) => {
   app.canvas.ds.scale = scale;
   app.canvas.ds.offset = [%d / scale - x0, %d / scale - y0];
   app.graph.setDirtyCanvas(true, true);
-  return app.graph.serialize();
+  return JSON.parse(JSON.stringify(app.graph.serialize()));  // what the editor saves: no undefined → null
 }""" % (VIEW[0], TOP_LEFT[0], VIEW[1], TOP_LEFT[1], TOP_LEFT[0], TOP_LEFT[1])
 
 
 def main() -> None:
     from playwright.sync_api import sync_playwright
 
-    out = REPO / "workflows"
+    out = REPO / "example_workflows"
     out.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         user = Path(tmp) / "user" / "default"
@@ -236,7 +263,7 @@ def main() -> None:
                 thumbnail = Image.open(io.BytesIO(shot)).convert("RGB")
                 thumbnail.thumbnail((800, 500))
                 thumbnail.save(out / f"{name}.jpg", quality=85)
-                print(f"wrote workflows/{name}.json and .jpg")
+                print(f"wrote example_workflows/{name}.json and .jpg")
             browser.close()
 
 

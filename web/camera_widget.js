@@ -1,10 +1,9 @@
 // SV4D2 Cameras editor: a top view of the orbit with draggable view markers (azimuth) and one elevation
 // control per view. The value is the node's `cameras` JSON {"elevations_deg": [...], "azimuths_deg": [...]}
 // (input view first, V + 1 entries); the official layouts come from the backend (GET /sv4d2/camera_presets).
-import { app } from "../../scripts/app.js";
 import {
   addEditorWidget, button, clientPosition, element, fitCanvas, forwardWheel, getJSON, injectStyles, jsonBox,
-  trackPointer, watchSize,
+  registerOnce, trackPointer, watchSize,
 } from "./sv4d2_common.js";
 
 const WIDGET = "SV4D2_CAMERAS_EDITOR";
@@ -297,8 +296,7 @@ class CameraEditor {
 }
 
 const EXTENSION = "SV4D2.CameraEditor";
-// Register once even if the web folder is served under two names (WEB_DIRECTORY and pyproject's [tool.comfy] web).
-if (!app.extensions.some((e) => e.name === EXTENSION)) app.registerExtension({
+registerOnce({
   name: EXTENSION,
   getCustomWidgets() {
     return {

@@ -1,10 +1,9 @@
 // SV4D2 CFG Grid editor: a views × frames heat map of the CFG scale the sampler will use.
 // The value is the grid spec JSON of sv4d_lib/guidance.py; the grid drawn is computed by the backend
 // (POST /sv4d2/cfg_grid), so the editor never re-implements the rules.
-import { app } from "../../scripts/app.js";
 import {
   addEditorWidget, button, clientPosition, colour, element, fitCanvas, forwardWheel, getJSON, injectStyles,
-  jsonBox, pointerPosition, postJSON, select, textColour, trackPointer, watchSize,
+  jsonBox, pointerPosition, postJSON, registerOnce, select, textColour, trackPointer, watchSize,
 } from "./sv4d2_common.js";
 
 const WIDGET = "SV4D2_CFG_GRID";
@@ -487,8 +486,7 @@ function clampScale(value) {
 }
 
 const EXTENSION = "SV4D2.CFGGridEditor";
-// Register once even if the web folder is served under two names (WEB_DIRECTORY and pyproject's [tool.comfy] web).
-if (!app.extensions.some((e) => e.name === EXTENSION)) app.registerExtension({
+registerOnce({
   name: EXTENSION,
   getCustomWidgets() {
     return {

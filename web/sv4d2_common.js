@@ -83,12 +83,23 @@ export function watchSize(element, redraw) {
   watchRatio();
 }
 
-// Wheel over a canvas zooms the graph, as over any other part of a node.
+// Wheel over a canvas zooms the graph, as over any other part of a node. Frontends without the litegraph
+// handler (or whose Vue nodes forward wheels themselves) get the event untouched.
 export function forwardWheel(element) {
   element.addEventListener("wheel", (event) => {
+    if (typeof app.canvas?.processMouseWheel !== "function") return;
     event.preventDefault();
     app.canvas.processMouseWheel(event);
   }, { passive: false });
+}
+
+// Register an extension once, even if the web folder is served under two names (WEB_DIRECTORY and pyproject's
+// [tool.comfy] web) and so evaluated twice; a page-wide set, because `app.extensions` is deprecated.
+export function registerOnce(extension) {
+  const registered = (globalThis[Symbol.for("sv4d2.extensions")] ??= new Set());
+  if (registered.has(extension.name)) return;
+  registered.add(extension.name);
+  app.registerExtension(extension);
 }
 
 // Viridis, sampled at 5 stops: perceptually ordered and readable for colour-blind users.
@@ -151,7 +162,10 @@ export function jsonBox(onText) {
 }
 
 // Add the DOM widget the way core text widgets are added; `editor` exposes `text` and `setText`.
+// The editor has an intrinsic minimum height: the classic canvas sizes DOM widgets from `getMinHeight`, but the
+// Vue node renderer ("Nodes 2.0") puts them in an auto-height grid row, where a bare `height: 100%` is 0 px.
 export function addEditorWidget(node, inputName, type, root, editor, inputData, minHeight) {
+  root.style.minHeight = `${minHeight}px`;
   const widget = node.addDOMWidget(inputName, type, root, {
     getValue: () => editor.text,
     setValue: (value) => editor.setText(value),
