@@ -20,7 +20,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sv4d_lib.cameras import AZIMUTHS_8V
+from sv4d_lib.cameras import AZIMUTHS_8V, OrbitCameras
 from sv4d_lib.nerf import FitConfig, fit_4d
 from sv4d_lib.nerf.metrics import video_metrics
 from sv4d_lib.nerf.render import render_videos
@@ -74,10 +74,10 @@ def load_average() -> str:
 
 def run(settings: Settings, out: Path | None) -> dict:
     torch.manual_seed(0)
-    train = render_scene([ELEVATION] * len(TRAIN_AZIMUTHS), TRAIN_AZIMUTHS, settings.frames, settings.size,
-                         settings.size)
-    truth = render_scene([ELEVATION] * len(HELD_OUT_AZIMUTHS), HELD_OUT_AZIMUTHS, settings.frames, settings.size,
-                         settings.size)
+    train = render_scene(OrbitCameras([ELEVATION] * len(TRAIN_AZIMUTHS), TRAIN_AZIMUTHS), settings.frames,
+                         settings.size, settings.size)
+    truth = render_scene(OrbitCameras([ELEVATION] * len(HELD_OUT_AZIMUTHS), HELD_OUT_AZIMUTHS), settings.frames,
+                         settings.size, settings.size)
     load_before = load_average()
     base = FitConfig(preview_every=10**9, device="cpu")
     curve = [timed_fit(train.rgb, train.mask, dataclasses.replace(base, iterations=n), truth, settings)

@@ -55,7 +55,7 @@ def random_conds(num_frames: int, num_views: int, latent: int, context_dim: int,
     """Conditioning of the official shapes (random CLIP and latents, real camera vector)."""
     g = torch.Generator().manual_seed(0)
     preset = "4v" if num_views == 4 else "8v"
-    vector = conditioning.cameras_vector(OrbitCameras.preset(preset), num_frames, dims)
+    vector = conditioning.camera_vector(OrbitCameras.preset(preset), num_frames, dims)
     rows, _ = conditioning.latent_rows(
         torch.randn(num_frames, context_dim, generator=g), torch.randn(num_frames, 4, latent, latent, generator=g),
         vector, torch.randn(num_views, 4, latent, latent, generator=g), num_views, sigma_dim=dims[0],

@@ -16,9 +16,16 @@ def node_modules() -> list[str]:
 
 
 class SV4D2Extension(ComfyExtension):
-    """Registers every node of the pack."""
+    """Registers every node of the pack and the HTTP routes of its web editors."""
+
+    async def on_load(self) -> None:
+        """The web editors' routes on the running server (`register_routes` adds them once per server)."""
+        from .guidance import register_routes
+
+        register_routes()
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        await self.on_load()  # ComfyUI 0.3.75 never calls on_load itself
         nodes: list[type[io.ComfyNode]] = []
         for name in node_modules():
             module = importlib.import_module(f"{__name__}.{name}")

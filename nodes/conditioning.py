@@ -76,7 +76,7 @@ def encode_video(
     dims = conditioning.vector_dims(embeds.shape[1])
     latents = vae_means(vae, frames)
     references = None if reference_views is None else vae_means(vae, reference_views)
-    vector = conditioning.cameras_vector(cameras, num_frames, dims).to(latents.device)
+    vector = conditioning.camera_vector(cameras, num_frames, dims).to(latents.device)
     cond, uncond = conditioning.latent_rows(embeds, latents, vector, references, num_views, sigma_dim=dims[0])
     empty = torch.zeros(num_frames * num_views, LATENT_CHANNELS, *latents.shape[2:])
     return (

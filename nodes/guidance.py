@@ -133,8 +133,7 @@ class CFGGrid(io.ComfyNode):
                 f"the cameras have {cameras.num_novel_views} novel views but the model samples {num_views}; "
                 "connect the cameras used for sampling"
             )
-        azimuths = cameras.azimuths_deg if cameras is not None else None
-        scales = guidance.grid_from_spec(spec, num_frames, num_views, azimuths)
+        scales = guidance.grid_from_spec(spec, num_frames, num_views, cameras)
         guider = GridGuider(model, scales)
         guider.set_conds(positive, negative)
         patched = model.clone()
@@ -143,7 +142,7 @@ class CFGGrid(io.ComfyNode):
 
 
 def register_routes() -> None:
-    """Routes for the web editors, on the running ComfyUI server if there is one.
+    """Routes for the web editors, on the running ComfyUI server if there is one (called once by the extension).
 
     GET /sv4d2/cfg_grid: presets and their default params; POST /sv4d2/cfg_grid {grid, num_frames, num_views,
     azimuths_deg?}: the grid the sampler would use (or the error), with the view distances and ramp curves to draw;
@@ -155,8 +154,9 @@ def register_routes() -> None:
     except ImportError:  # imported outside ComfyUI's server (e.g. a bare script)
         return
     instance = getattr(PromptServer, "instance", None)
-    if instance is None:
+    if instance is None or getattr(instance, "sv4d2_routes_registered", False):
         return
+    instance.sv4d2_routes_registered = True
 
     @instance.routes.get(PREVIEW_ROUTE)
     async def presets(request: web.Request) -> web.Response:
@@ -171,10 +171,13 @@ def register_routes() -> None:
             body = await request.json()
             spec = guidance.parse_grid_spec(body.get("grid"))
             num_frames, num_views = spec["shape"] or (body.get("num_frames"), body.get("num_views"))
-            scales = guidance.grid_from_spec(spec, num_frames, num_views, body.get("azimuths_deg"))
+            azimuths = body.get("azimuths_deg")
+            # the editor sends the azimuths only; elevations do not shape a grid
+            cameras = None if azimuths is None else OrbitCameras((0.0,) * len(azimuths), azimuths)
+            scales = guidance.grid_from_spec(spec, num_frames, num_views, cameras)
             reply = {
                 "num_frames": num_frames, "num_views": num_views, "scales": scales.tolist(),
-                "view_distance": guidance.view_distance(num_views, body.get("azimuths_deg")).tolist(),
+                "view_distance": guidance.view_distance(num_views, cameras).tolist(),
             }
             if spec["preset"] == "ramp":
                 along_time, along_view = guidance.ramp_profiles(spec["params"], num_frames)
@@ -193,7 +196,5 @@ def register_routes() -> None:
 
     logging.debug("SV4D2: CFG grid preview route registered at %s", PREVIEW_ROUTE)
 
-
-register_routes()
 
 NODES = [CFGGrid]

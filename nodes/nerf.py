@@ -68,9 +68,8 @@ class SV4D2Fit4D(io.ComfyNode):
     @classmethod
     def execute(cls, images, cameras, stage: int, iterations: int, resolution: int, seed: int, masks=None,
                 init_field=None) -> io.NodeOutput:
-        num_views = len(cameras.azimuths_deg)
-        videos = split_views(images[..., :3], num_views)
-        mask_videos = None if masks is None else split_views(masks, num_views)
+        videos = split_views(images[..., :3], cameras)
+        mask_videos = None if masks is None else split_views(masks, cameras)
         if mask_videos is not None and mask_videos.shape[:2] != videos.shape[:2]:
             raise ValueError(f"got {masks.shape[0]} masks for {images.shape[0]} images; pass one mask per image")
         config = FitConfig(radius=cameras.radius, fov_deg=cameras.fov_deg, iterations=iterations, seed=seed,
@@ -171,8 +170,7 @@ class SV4D2SyntheticScene(io.ComfyNode):
 
     @classmethod
     def execute(cls, cameras, frames: int, width: int, height: int) -> io.NodeOutput:
-        scene = render_scene(list(cameras.elevations_deg), list(cameras.azimuths_deg), frames, width, height,
-                             radius=cameras.radius, fov_deg=cameras.fov_deg)
+        scene = render_scene(cameras, frames, width, height)
         return io.NodeOutput(join_views(scene.rgb), join_views(scene.mask))
 
 

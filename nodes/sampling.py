@@ -176,7 +176,7 @@ class SV4D2SampleNVVS(io.ComfyNode):
     ) -> io.NodeOutput:
         num_frames, num_views = conditioning_layout(positive, negative)
         check_layout(model, cameras, num_frames, num_views)
-        scales = guidance.grid_from_spec(guidance.parse_grid_spec(grid), num_frames, num_views, cameras.azimuths_deg)
+        scales = guidance.grid_from_spec(guidance.parse_grid_spec(grid), num_frames, num_views, cameras)
         concat = positive[0][1]["concat_latent_image"]
         size = concat.shape[-1] * 8
         if frames is not None and tuple(frames.shape[:3]) != (num_frames, size, size):

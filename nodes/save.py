@@ -37,7 +37,7 @@ class SV4D2SaveViews(io.ComfyNode):
 
     @classmethod
     def execute(cls, images, cameras, filename_prefix: str, fps: float) -> io.NodeOutput:
-        videos = split_views(images, cameras.num_novel_views + 1)
+        videos = split_views(images, cameras)
         output_dir = folder_paths.get_output_directory()
         folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
             filename_prefix, output_dir, images.shape[2], images.shape[1]

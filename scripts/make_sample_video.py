@@ -12,6 +12,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from sv4d_lib.cameras import OrbitCameras  # noqa: E402
 from sv4d_lib.synthetic import render_scene  # noqa: E402
 from sv4d_lib.video import write_video  # noqa: E402
 
@@ -19,7 +20,7 @@ FRAMES, SIZE, FPS = 21, 576, 10
 
 
 def main() -> None:
-    scene = render_scene([0.0], [0.0], FRAMES, SIZE, SIZE)
+    scene = render_scene(OrbitCameras([0.0], [0.0]), FRAMES, SIZE, SIZE)
     path = REPO / "assets" / "sample_object.mp4"
     path.parent.mkdir(exist_ok=True)
     write_video(scene.rgb[0], str(path), FPS)

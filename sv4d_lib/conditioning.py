@@ -8,8 +8,6 @@ of `vector` (spec §3.5). Per-latent tensors are frame-major `(T·V, ...)` in (t
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 
@@ -29,27 +27,19 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def relative_angles(
-    elevations_deg: Sequence[float], azimuths_deg: Sequence[float], num_frames: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def relative_angles(cameras: OrbitCameras, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Polar and azimuth (radians, float64, `(T·V,)` in (t, v) order) of the V novel views relative to view 0.
 
     Reproduces the official script's float64 statements (spec §3.4) so the embeddings match bit for bit:
     polar = deg2rad(90 − e), azimuth = deg2rad((a − a_last) mod 360), then
     polar_rel = (polar_v − polar_0 + π/2) mod 2π and azimuth_rel = (azim_v − azim_0) mod 2π.
     """
-    if len(elevations_deg) != len(azimuths_deg):
-        raise ValueError(
-            f"need one elevation per azimuth, got {len(elevations_deg)} elevations and {len(azimuths_deg)} "
-            "azimuths (both lists start with the input view)"
-        )
-    if len(azimuths_deg) < 2:
-        raise ValueError("camera lists need the input view plus at least one novel view")
+    cameras.require_novel_views()
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     # Python floats are IEEE doubles; math.radians and % match numpy's deg2rad and remainder exactly.
-    polars = [math.radians(90.0 - float(e)) for e in elevations_deg]
-    azimuths = [math.radians((float(a) - float(azimuths_deg[-1])) % 360.0) for a in azimuths_deg]
+    polars = [math.radians(90.0 - e) for e in cameras.elevations_deg]
+    azimuths = [math.radians((a - cameras.azimuths_deg[-1]) % 360.0) for a in cameras.azimuths_deg]
     polar_rel = [(p - polars[0] + math.pi / 2) % (2 * math.pi) for p in polars[1:]]
     azimuth_rel = [(a - azimuths[0]) % (2 * math.pi) for a in azimuths[1:]]
     polar = torch.tensor(polar_rel, dtype=torch.float64).repeat(num_frames)
@@ -57,18 +47,13 @@ def relative_angles(
     return polar, azimuth
 
 
-def camera_vector(
-    elevations_deg: Sequence[float],
-    azimuths_deg: Sequence[float],
-    num_frames: int,
-    dims: tuple[int, int, int] = VECTOR_DIMS,
-) -> torch.Tensor:
+def camera_vector(cameras: OrbitCameras, num_frames: int, dims: tuple[int, int, int] = VECTOR_DIMS) -> torch.Tensor:
     """Conditional `vector` `(T·V, sum(dims))`: `[sigma-emb(1e-5) | emb(polar) | emb(azimuth)]`.
 
-    Angles are relative to the input view (first list entry); rows are in (t, v) order. `dims` only changes for
+    Angles are relative to the input view (camera 0); rows are in (t, v) order. `dims` only changes for
     reduced test models (the tiny golden UNet uses (32, 48, 48)).
     """
-    polar, azimuth = relative_angles(elevations_deg, azimuths_deg, num_frames)
+    polar, azimuth = relative_angles(cameras, num_frames)
     # The official sigma is a float32 tensor filled with 1e-5, embedded like a timestep.
     sigma = torch.full((polar.shape[0],), COND_SIGMA, dtype=torch.float32)
     return torch.cat(
@@ -95,18 +80,10 @@ def uncond_vector(vector: torch.Tensor, sigma_dim: int = VECTOR_DIMS[0]) -> torc
 
 
 def camera_vector_uc(
-    elevations_deg: Sequence[float],
-    azimuths_deg: Sequence[float],
-    num_frames: int,
-    dims: tuple[int, int, int] = VECTOR_DIMS,
+    cameras: OrbitCameras, num_frames: int, dims: tuple[int, int, int] = VECTOR_DIMS
 ) -> torch.Tensor:
     """Unconditional `vector` of the given cameras (see `camera_vector`, `uncond_vector`)."""
-    return uncond_vector(camera_vector(elevations_deg, azimuths_deg, num_frames, dims), dims[0])
-
-
-def cameras_vector(cameras: OrbitCameras, num_frames: int, dims: tuple[int, int, int] = VECTOR_DIMS) -> torch.Tensor:
-    """`camera_vector` of an `OrbitCameras`."""
-    return camera_vector(cameras.elevations_deg, cameras.azimuths_deg, num_frames, dims)
+    return uncond_vector(camera_vector(cameras, num_frames, dims), dims[0])
 
 
 def _gaussian_kernel1d(size: int, sigma: float) -> torch.Tensor:
@@ -144,9 +121,9 @@ def clip_preprocess(images: torch.Tensor) -> torch.Tensor:
     return kornia.enhance.normalize((x + 1.0) / 2.0, mean, std)
 
 
-def per_frame_rows(per_frame: torch.Tensor, num_views: int) -> torch.Tensor:
+def per_frame_rows(per_frame: torch.Tensor, num_novel_views: int) -> torch.Tensor:
     """`(T, ...)` → `(T·V, ...)`: row (t, v) = entry t (crossattn, concat: the input frame is shared by its views)."""
-    return per_frame.repeat_interleave(num_views, dim=0)
+    return per_frame.repeat_interleave(num_novel_views, dim=0)
 
 
 def per_view_rows(per_view: torch.Tensor, num_frames: int) -> torch.Tensor:
@@ -159,37 +136,37 @@ def latent_rows(
     frame_latents: torch.Tensor,
     vector: torch.Tensor,
     reference_latents: torch.Tensor | None,
-    num_views: int,
+    num_novel_views: int,
     sigma_dim: int = VECTOR_DIMS[0],
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Conditional and unconditional per-latent rows `(T·V, ...)` of one chunk.
+    """Conditional and unconditional per-latent rows `(T·V, ...)` of one window.
 
     clip_embeds `(T, D)`, frame_latents `(T, 4, h, w)` (unscaled VAE means), vector `(T·V, adm)` from
     `camera_vector`, reference_latents `(V, 4, h, w)` (unscaled VAE means of the first frame's novel views) or
-    None for a first chunk (zeros, as the official `do_sample` does); `sigma_dim` is the width of the sigma part
+    None for a first window (zeros, as the official `do_sample` does); `sigma_dim` is the width of the sigma part
     of `vector` (zeroed in the uncond). Returns dicts with keys `crossattn`
     `(T·V, 1, D)`, `concat`, `vector`, `cond_view` `(T·V, 4, h, w)`.
     """
     num_frames = clip_embeds.shape[0]
     if frame_latents.shape[0] != num_frames:
         raise ValueError(f"{clip_embeds.shape[0]} CLIP embeddings but {frame_latents.shape[0]} frame latents")
-    if vector.shape[0] != num_frames * num_views:
+    if vector.shape[0] != num_frames * num_novel_views:
         raise ValueError(
-            f"camera vector has {vector.shape[0]} rows, expected {num_frames}·{num_views}; the cameras must have "
-            f"{num_views} novel views and the vector must be built for {num_frames} frames"
+            f"camera vector has {vector.shape[0]} rows, expected {num_frames}·{num_novel_views}; the cameras must "
+            f"have {num_novel_views} novel views and the vector must be built for {num_frames} frames"
         )
     if reference_latents is None:
-        cond_view = frame_latents.new_zeros(num_frames * num_views, *frame_latents.shape[1:])
+        cond_view = frame_latents.new_zeros(num_frames * num_novel_views, *frame_latents.shape[1:])
     else:
-        if reference_latents.shape[0] != num_views or reference_latents.shape[1:] != frame_latents.shape[1:]:
+        if reference_latents.shape[0] != num_novel_views or reference_latents.shape[1:] != frame_latents.shape[1:]:
             raise ValueError(
-                f"reference views must be {num_views} latents of shape {tuple(frame_latents.shape[1:])}, got "
+                f"reference views must be {num_novel_views} latents of shape {tuple(frame_latents.shape[1:])}, got "
                 f"{tuple(reference_latents.shape)}; give one reference image per novel view, at the frames' size"
             )
         cond_view = per_view_rows(reference_latents.to(frame_latents), num_frames)
     cond = {
-        "crossattn": per_frame_rows(clip_embeds, num_views)[:, None],
-        "concat": per_frame_rows(frame_latents, num_views),
+        "crossattn": per_frame_rows(clip_embeds, num_novel_views)[:, None],
+        "concat": per_frame_rows(frame_latents, num_novel_views),
         "vector": vector,
         "cond_view": cond_view,
     }
@@ -202,19 +179,19 @@ def latent_rows(
     return cond, uncond
 
 
-def official_conds(rows: dict[str, torch.Tensor], num_frames: int, num_views: int) -> dict[str, torch.Tensor]:
+def official_conds(rows: dict[str, torch.Tensor], num_frames: int, num_novel_views: int) -> dict[str, torch.Tensor]:
     """Per-latent rows → the official conditioner shapes used by `sampling.sample_nvvs`.
 
     crossattn `(1, T, D)` (the entry of view 0 of each frame), concat `(T·V, 4, h, w)`, vector `(T·V, adm)`,
     cond_view `(V, 4, h, w)` (the rows of frame 0).
     """
-    n = num_frames * num_views
+    n = num_frames * num_novel_views
     for key, value in rows.items():
         if value.shape[0] != n:
             raise ValueError(f"conditioning {key!r} has {value.shape[0]} rows, expected T·V = {n}")
     return {
-        "crossattn": rows["crossattn"][::num_views, 0][None],
+        "crossattn": rows["crossattn"][::num_novel_views, 0][None],
         "concat": rows["concat"],
         "vector": rows["vector"],
-        "cond_view": rows["cond_view"][:num_views],
+        "cond_view": rows["cond_view"][:num_novel_views],
     }

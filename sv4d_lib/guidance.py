@@ -1,6 +1,6 @@
 """Classifier-free guidance grids: one CFG scale per latent (frame t, novel view v).
 
-SV4D 2.0 guides every latent of a chunk with its own scale (spec §4): the official 4-view script ramps the
+SV4D 2.0 guides every latent of a window with its own scale (spec §4): the official 4-view script ramps the
 scale linearly over the flattened (t, v) order, the 8-view script raises it with the frame index and with the
 distance of the view from the input view. Artists get the same idea as a tunable ramp plus per-cell overrides.
 
@@ -22,7 +22,7 @@ Presets and their params (scales in [0, 30]):
 * ``ramp`` {"min": 1.5, "time_max": 2.0, "view_max": 2.0, "time_easing": "linear", "view_easing": "linear"}:
   ``min + (time_max − min)·ease_t(τ) + (view_max − min)·ease_v(δ)``, τ = t/(T−1) the position in time and
   δ ∈ [0, 1] the view distance from the input view: the angle between the view's azimuth and the input view's,
-  divided by 180°, when camera azimuths are given, else tri(v/(V−1)) as the 8-view script assumes. So ``min`` is the
+  divided by 180°, when the cameras are given, else tri(v/(V−1)) as the 8-view script assumes. So ``min`` is the
   scale at the first frame next to the input view, ``time_max`` at the last frame there, ``view_max`` at the first
   frame opposite the input view. Easings: "linear", "ease_in" (u²), "ease_out" (1 − (1 − u)²), "ease_in_out"
   (smoothstep 3u² − 2u³).
@@ -36,9 +36,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import torch
+
+from .cameras import OrbitCameras
 
 MIN_SCALE, MAX_SCALE = 0.0, 30.0
 
@@ -63,26 +65,27 @@ _CELL_KEY = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*$")
 
 
 def cfg_grid(
-    preset: str, num_frames: int, num_views: int, *, azimuths_deg: Sequence[float] | None = None, **params: Any
+    preset: str, num_frames: int, num_novel_views: int, *, cameras: OrbitCameras | None = None, **params: Any
 ) -> torch.Tensor:
     """CFG scale per (frame, view) as a `(T, V)` float32 CPU tensor; presets reproduce the scripts exactly.
 
-    `azimuths_deg` (input view first, V + 1 entries, as in `OrbitCameras`) only shapes the "ramp" preset.
+    `cameras` (input view + the V novel views) only shape the "ramp" preset.
     """
-    _check_size(num_frames, num_views)
+    _check_size(num_frames, num_novel_views)
     merged = _check_params(preset, params)
     if preset == "official_4v":
         # LinearPredictionGuider: torch.linspace(min, max, num_frames = T·V) in batch order.
-        return torch.linspace(merged["min"], merged["max"], num_frames * num_views).view(num_frames, num_views)
+        scales = torch.linspace(merged["min"], merged["max"], num_frames * num_novel_views)
+        return scales.view(num_frames, num_novel_views)
     if preset == "official_8v":
         # SpatiotemporalPredictionGuider, in the script's float32 operation order (keeps its exact values).
-        unit = torch.zeros(num_frames * num_views).view(num_frames, num_views)
+        unit = torch.zeros(num_frames * num_novel_views).view(num_frames, num_novel_views)
         unit += torch.linspace(0, 1, num_frames)[:, None] * 0.5
-        unit += _tri(torch.linspace(0, 1, num_views))[None, :] * 0.5
-        return (unit.flatten() * (merged["max"] - merged["min"]) + merged["min"]).view(num_frames, num_views)
+        unit += _tri(torch.linspace(0, 1, num_novel_views))[None, :] * 0.5
+        return (unit.flatten() * (merged["max"] - merged["min"]) + merged["min"]).view(num_frames, num_novel_views)
     low = merged["min"]
     along_time = _ease(low, merged["time_max"], merged["time_easing"], torch.linspace(0, 1, num_frames))
-    view_rise = _ease(0.0, merged["view_max"] - low, merged["view_easing"], view_distance(num_views, azimuths_deg))
+    view_rise = _ease(0.0, merged["view_max"] - low, merged["view_easing"], view_distance(num_novel_views, cameras))
     grid = along_time[:, None] + view_rise[None, :]
     low, high = grid.min().item(), grid.max().item()
     if low < MIN_SCALE or high > MAX_SCALE:
@@ -103,21 +106,18 @@ def ramp_profiles(params: dict[str, Any], num_frames: int, samples: int = 33) ->
     return along_time, along_view
 
 
-def view_distance(num_views: int, azimuths_deg: Sequence[float] | None = None) -> torch.Tensor:
+def view_distance(num_novel_views: int, cameras: OrbitCameras | None = None) -> torch.Tensor:
     """Distance of each novel view from the input view in [0, 1] (1 = opposite side), float32 `(V,)`.
 
-    With azimuths (input view first) it is the smaller angle between the two directions over 180°; without, it
+    With cameras it is the smaller angle between the view's azimuth and the input view's, over 180°; without, it
     follows the 8-view script's assumption that views are spread evenly from one side of the input view around
     to the other: tri(v/(V−1)).
     """
-    if azimuths_deg is None:
-        return _tri(torch.linspace(0, 1, num_views))
-    if len(azimuths_deg) != num_views + 1:
-        raise ValueError(
-            f"{num_views} views need {num_views + 1} camera azimuths (input view first), got {len(azimuths_deg)}; "
-            "connect the cameras the model samples"
-        )
-    relative = [(float(a) - float(azimuths_deg[0])) % 360.0 for a in azimuths_deg[1:]]
+    if cameras is None:
+        return _tri(torch.linspace(0, 1, num_novel_views))
+    cameras.check_count(num_novel_views + 1, "the CFG grid (its novel views plus the input view)")
+    azimuths_deg = cameras.azimuths_deg
+    relative = [(a - azimuths_deg[0]) % 360.0 for a in azimuths_deg[1:]]
     return torch.tensor([min(r, 360.0 - r) / 180.0 for r in relative], dtype=torch.float32)
 
 
@@ -156,29 +156,30 @@ def parse_grid_spec(text: str) -> dict[str, Any]:
 
 
 def grid_from_spec(
-    spec: dict[str, Any], num_frames: int, num_views: int, azimuths_deg: Sequence[float] | None = None
+    spec: dict[str, Any], num_frames: int, num_novel_views: int, cameras: OrbitCameras | None = None
 ) -> torch.Tensor:
     """The `(T, V)` grid a parsed spec describes for this model; checks shape, overrides and the value range."""
-    _check_size(num_frames, num_views)
+    _check_size(num_frames, num_novel_views)
     shape = spec.get("shape")
-    if shape is not None and tuple(shape) != (num_frames, num_views):
+    if shape is not None and tuple(shape) != (num_frames, num_novel_views):
         raise ValueError(
             f"the CFG grid was drawn for {shape[0]} frames × {shape[1]} views but the model samples {num_frames} "
-            f"frames × {num_views} views; pick a {num_frames}×{num_views} grid in the editor or delete 'shape'"
+            f"frames × {num_novel_views} views; pick a {num_frames}×{num_novel_views} grid in the editor or delete "
+            "'shape'"
         )
     official_views = {"official_4v": 4, "official_8v": 8}.get(spec["preset"])
-    if official_views is not None and official_views != num_views:
-        wanted = {4: "official_4v", 8: "official_8v"}.get(num_views, "ramp")
+    if official_views is not None and official_views != num_novel_views:
+        wanted = {4: "official_4v", 8: "official_8v"}.get(num_novel_views, "ramp")
         raise ValueError(
             f"the CFG grid preset {spec['preset']!r} is the official grid of the {official_views}-view model, but this "
-            f"model samples {num_views} views; choose the preset {wanted!r} in the grid editor"
+            f"model samples {num_novel_views} views; choose the preset {wanted!r} in the grid editor"
         )
-    grid = cfg_grid(spec["preset"], num_frames, num_views, azimuths_deg=azimuths_deg, **spec["params"])
+    grid = cfg_grid(spec["preset"], num_frames, num_novel_views, cameras=cameras, **spec["params"])
     for (t, v), value in spec.get("overrides", {}).items():
-        if t >= num_frames or v >= num_views:
+        if t >= num_frames or v >= num_novel_views:
             raise ValueError(
-                f"CFG grid override '{t},{v}' lies outside the {num_frames} frames × {num_views} views grid; "
-                f"use t < {num_frames} and v < {num_views} or delete it"
+                f"CFG grid override '{t},{v}' lies outside the {num_frames} frames × {num_novel_views} views grid; "
+                f"use t < {num_frames} and v < {num_novel_views} or delete it"
             )
         grid[t, v] = value
     return grid
@@ -208,9 +209,9 @@ def _tri(values: torch.Tensor) -> torch.Tensor:
     return 2 * (values - torch.floor(values + 0.5)).abs()
 
 
-def _check_size(num_frames: int, num_views: int) -> None:
-    if not (_is_int(num_frames) and _is_int(num_views) and num_frames >= 1 and num_views >= 1):
-        raise ValueError(f"a CFG grid needs num_frames >= 1 and num_views >= 1, got {num_frames} and {num_views}")
+def _check_size(num_frames: int, num_novel_views: int) -> None:
+    if not (_is_int(num_frames) and _is_int(num_novel_views) and num_frames >= 1 and num_novel_views >= 1):
+        raise ValueError(f"a CFG grid needs num_frames >= 1 and num_views >= 1, got {num_frames} and {num_novel_views}")
 
 
 def _check_params(preset: str, params: dict[str, Any]) -> dict[str, Any]:

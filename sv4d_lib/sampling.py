@@ -43,13 +43,15 @@ def v_scalings(sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
     return c_skip, c_out, c_in, c_noise
 
 
-def _check_conds(cond: dict[str, torch.Tensor], num_frames: int, num_views: int, latent: torch.Tensor, name: str) -> None:
-    n = num_frames * num_views
+def _check_conds(
+    cond: dict[str, torch.Tensor], num_frames: int, num_novel_views: int, latent: torch.Tensor, name: str
+) -> None:
+    n = num_frames * num_novel_views
     expected = {
         "crossattn": (1, num_frames),
         "concat": (n, latent.shape[1], *latent.shape[2:]),
         "vector": (n,),
-        "cond_view": (num_views, latent.shape[1], *latent.shape[2:]),
+        "cond_view": (num_novel_views, latent.shape[1], *latent.shape[2:]),
     }
     for key, shape in expected.items():
         if key not in cond:
@@ -57,7 +59,7 @@ def _check_conds(cond: dict[str, torch.Tensor], num_frames: int, num_views: int,
         if tuple(cond[key].shape[: len(shape)]) != shape:
             raise ValueError(
                 f"{name}[{key!r}] has shape {tuple(cond[key].shape)}, expected leading dims {shape} "
-                f"for T={num_frames} frames and V={num_views} views"
+                f"for T={num_frames} frames and V={num_novel_views} views"
             )
 
 
@@ -69,7 +71,7 @@ def denoise(
     uncond: dict[str, torch.Tensor],
     scale: torch.Tensor,
     num_frames: int,
-    num_views: int,
+    num_novel_views: int,
 ) -> torch.Tensor:
     """Guided D(x, σ): one batched uncond+cond UNet call (official batch order: uncond first), CFG on the
     denoised outputs with the per-latent `scale` `(T·V,)`."""
@@ -85,7 +87,7 @@ def denoise(
         torch.cat([uncond["vector"], cond["vector"]]),
         torch.cat([uncond["cond_view"], cond["cond_view"]]),
         num_frames=num_frames,
-        num_views=num_views,
+        num_views=num_novel_views,
     )
     denoised = out * c_out + x2 * c_skip
     x_u, x_c = denoised.chunk(2)
@@ -100,25 +102,25 @@ def sample_nvvs(
     sigmas: torch.Tensor,
     cfg_grid: torch.Tensor,
     num_frames: int,
-    num_views: int,
+    num_novel_views: int,
     callback: StepCallback | None = None,
 ) -> torch.Tensor:
-    """Sample one chunk of T frames × V views with the official Euler-EDM loop (spec §4).
+    """Sample one window of T frames × V views with the official Euler-EDM loop (spec §4).
 
     noise `(T·V, 4, h, w)` is unscaled standard normal (x0 = noise·√(1+σ0²)); cond/uncond hold the official
     shapes: crossattn `(1, T, D)`, concat `(T·V, 4, h, w)`, vector `(T·V, adm)`, cond_view `(V, 4, h, w)`.
     `cfg_grid` `(T, V)` is the per-latent CFG scale. `callback(i, x, denoised)` runs after every step (raise in
     it to interrupt). Returns the final latents `(T·V, 4, h, w)` in the diffusion (0.18215-scaled) space.
     """
-    n = num_frames * num_views
+    n = num_frames * num_novel_views
     if noise.ndim != 4 or noise.shape[0] != n:
         raise ValueError(f"noise must be (T·V, C, h, w) = ({n}, ...), got {tuple(noise.shape)}")
-    if tuple(cfg_grid.shape) != (num_frames, num_views):
-        raise ValueError(f"cfg_grid must be (T, V) = ({num_frames}, {num_views}), got {tuple(cfg_grid.shape)}")
+    if tuple(cfg_grid.shape) != (num_frames, num_novel_views):
+        raise ValueError(f"cfg_grid must be (T, V) = ({num_frames}, {num_novel_views}), got {tuple(cfg_grid.shape)}")
     if sigmas.ndim != 1 or sigmas.shape[0] < 2:
         raise ValueError(f"sigmas must be a 1-D schedule with at least 2 entries, got shape {tuple(sigmas.shape)}")
-    _check_conds(cond, num_frames, num_views, noise, "cond")
-    _check_conds(uncond, num_frames, num_views, noise, "uncond")
+    _check_conds(cond, num_frames, num_novel_views, noise, "cond")
+    _check_conds(uncond, num_frames, num_novel_views, noise, "uncond")
 
     sigmas = sigmas.to(noise.device)
     scale = cfg_grid.reshape(-1).to(noise)
@@ -126,7 +128,7 @@ def sample_nvvs(
     x = noise * torch.sqrt(1.0 + sigmas[0] ** 2.0)
     for i in range(sigmas.shape[0] - 1):
         sigma = s_in * sigmas[i]
-        denoised = denoise(unet, x, sigma, cond, uncond, scale, num_frames, num_views)
+        denoised = denoise(unet, x, sigma, cond, uncond, scale, num_frames, num_novel_views)
         d = (x - denoised) / sigma[:, None, None, None]
         x = x + (s_in * sigmas[i + 1] - sigma)[:, None, None, None] * d
         if callback is not None:
@@ -137,25 +139,25 @@ def sample_nvvs(
 def decode_by_view(
     decode: Callable[[torch.Tensor], torch.Tensor],
     latents: torch.Tensor,
-    num_views: int,
+    num_novel_views: int,
     decoding_t: int,
-    on_chunk: Callable[[], None] | None = None,
+    on_batch: Callable[[], None] | None = None,
 ) -> torch.Tensor:
-    """Decode frame-major latents `(T·V, ...)` one view at a time in chunks of `decoding_t` frames.
+    """Decode frame-major latents `(T·V, ...)` one view at a time in batches of `decoding_t` frames.
 
-    Per-view chunks keep each decoder batch a short clip of one view (what a temporal decoder expects, and the
-    official `decoding_t` memory bound). `decode` maps `(n, ...)` latents to `(n, ...)` images; `on_chunk` runs
-    after every chunk (progress, interruption). Returns `(V, T, ...)`.
+    Per-view batches keep each decoder call a short clip of one view (what a temporal decoder expects, and the
+    official `decoding_t` memory bound). `decode` maps `(n, ...)` latents to `(n, ...)` images; `on_batch` runs
+    after every batch (progress, interruption). Returns `(V, T, ...)`.
     """
     if decoding_t < 1:
         raise ValueError(f"decoding_t must be >= 1, got {decoding_t}")
-    views = frame_major_to_views(latents, num_views)
+    views = frame_major_to_views(latents, num_novel_views)
     decoded = []
     for view in views:
-        chunks = []
+        batches = []
         for start in range(0, view.shape[0], decoding_t):
-            chunks.append(decode(view[start : start + decoding_t]))
-            if on_chunk is not None:
-                on_chunk()
-        decoded.append(torch.cat(chunks))
+            batches.append(decode(view[start : start + decoding_t]))
+            if on_batch is not None:
+                on_batch()
+        decoded.append(torch.cat(batches))
     return torch.stack(decoded)

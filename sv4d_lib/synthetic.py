@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from .cameras import DEFAULT_FOV_DEG, DEFAULT_RADIUS
-from .nerf.render import camera_rays
+from .cameras import OrbitCameras
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,9 @@ def default_scene() -> tuple[Ellipsoid, ...]:
     )
 
 
+RAY_BATCH = 1 << 16  # rays cast at once: bounds memory and the time between callbacks
+
+
 @dataclass
 class SceneRender:
     """Multi-view video of a scene: `rgb` (V, F, H, W, 3) on white, `mask` and `depth` (V, F, H, W)."""
@@ -100,27 +103,36 @@ def _cast(scene: tuple[Ellipsoid, ...], origins: torch.Tensor, dirs: torch.Tenso
 
 
 def render_scene(
-    elevations_deg: list[float],
-    azimuths_deg: list[float],
+    cameras: OrbitCameras,
     num_frames: int,
     width: int,
     height: int,
-    radius: float = DEFAULT_RADIUS,
-    fov_deg: float = DEFAULT_FOV_DEG,
     scene: tuple[Ellipsoid, ...] | None = None,
     supersample: int = 2,
+    callback: Callable[[int, int], None] | None = None,
 ) -> SceneRender:
-    """Render every (view, frame) with `t = frame / (num_frames − 1)`; edges antialiased by supersampling."""
-    if len(elevations_deg) != len(azimuths_deg):
-        raise ValueError(f"got {len(elevations_deg)} elevations but {len(azimuths_deg)} azimuths; pass one per view")
+    """Render every (camera, frame) with `t = frame / (num_frames − 1)`; edges antialiased by supersampling.
+
+    Rays are cast in batches of `RAY_BATCH`; `callback(done, total)` runs after each batch (progress and
+    interruption, well under a second apart even for large images).
+    """
     scene = scene or default_scene()
     s = supersample
-    rgb = torch.empty(len(azimuths_deg), num_frames, height, width, 3)
+    rgb = torch.empty(cameras.num_views_total, num_frames, height, width, 3)
     mask, depth = torch.empty(rgb.shape[:-1]), torch.empty(rgb.shape[:-1])
-    for v, (elevation, azimuth) in enumerate(zip(elevations_deg, azimuths_deg)):
-        origins, dirs = (r.double() for r in camera_rays(elevation, azimuth, radius, fov_deg, width * s, height * s))
+    all_origins, all_dirs = cameras.rays(width * s, height * s)
+    batches = -(-all_origins.shape[1] // RAY_BATCH)
+    total, done = cameras.num_views_total * num_frames * batches, 0
+    for v in range(cameras.num_views_total):
+        origins, dirs = all_origins[v].double(), all_dirs[v].double()
         for f in range(num_frames):
-            dist, colour = _cast(scene, origins, dirs, f / max(num_frames - 1, 1))
+            parts = []
+            for o, d in zip(origins.split(RAY_BATCH), dirs.split(RAY_BATCH)):
+                parts.append(_cast(scene, o, d, f / max(num_frames - 1, 1)))
+                done += 1
+                if callback is not None:
+                    callback(done, total)
+            dist, colour = (torch.cat(part) for part in zip(*parts))
             hit = torch.isfinite(dist)
 
             def pool(x: torch.Tensor) -> torch.Tensor:  # (H·s·W·s, C) → (H, W, C) box filter

@@ -9,6 +9,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from sv4d_lib import conditioning as C
+from sv4d_lib.cameras import OrbitCameras
 
 CASES = ("4v_default", "8v_default", "4v_custom")
 
@@ -25,7 +26,7 @@ def cameras(golden_dir):
 def test_relative_angles_match_official(cameras, case):
     cases, tensors = cameras
     spec = cases[case]
-    polar, azimuth = C.relative_angles(spec["elevations_deg"], spec["azimuths_deg"], spec["T"])
+    polar, azimuth = C.relative_angles(OrbitCameras(spec["elevations_deg"], spec["azimuths_deg"]), spec["T"])
     assert torch.equal(polar, tensors[f"{case}.polar_rad"])
     assert torch.equal(azimuth, tensors[f"{case}.azimuth_rad"])
 
@@ -34,7 +35,7 @@ def test_relative_angles_match_official(cameras, case):
 def test_camera_vector_matches_official(cameras, case):
     cases, tensors = cameras
     spec = cases[case]
-    args = spec["elevations_deg"], spec["azimuths_deg"], spec["T"]
+    args = OrbitCameras(spec["elevations_deg"], spec["azimuths_deg"]), spec["T"]
     assert torch.equal(C.camera_vector(*args), tensors[f"{case}.vector_c"])
     assert torch.equal(C.camera_vector_uc(*args), tensors[f"{case}.vector_uc"])
 
@@ -48,6 +49,6 @@ def test_clip_preprocess_matches_official(golden_dir):
 def test_tiny_vector_layout_matches_sampler_fixture(golden_dir):
     """The sampler fixture's tiny vector ([32 | 48 | 48]) comes from the same embedder code."""
     data = load_file(str(golden_dir / "sampler_4v_T3V4_16.safetensors"))
-    vector = C.camera_vector([0.0] * 5, [0.0, 60.0, 120.0, 180.0, 240.0], 3, dims=(32, 48, 48))
+    vector = C.camera_vector(OrbitCameras.preset("4v"), 3, dims=(32, 48, 48))
     assert torch.equal(vector, data["c.vector"])
     assert torch.equal(C.uncond_vector(vector, 32), data["uc.vector"])

@@ -58,7 +58,7 @@ def test_encode_video_follows_the_contract(host):
     assert torch.allclose(extra["concat_latent_image"], conditioning.per_frame_rows(vae.encode(frames), V), atol=1e-5)
     # vector: official camera embedding in the tiny layout [32 | 48 | 48]
     cams = OrbitCameras.preset("4v")
-    expected = conditioning.cameras_vector(cams, T, (32, 48, 48))
+    expected = conditioning.camera_vector(cams, T, (32, 48, 48))
     assert torch.equal(extra["sv4d2_vector"], expected)
     assert not extra["sv4d2_cond_view"].any()  # first chunk: no reference views
     # negative: zeros except the camera part of the vector

@@ -11,13 +11,16 @@ import json
 import pytest
 import torch
 
-from sv4d_lib import guidance, multiview, schedule
+from sv4d_lib import guidance, multiview
+from sv4d_lib.cameras import OrbitCameras
+from sv4d_lib.windows import merge_window, plan_windows
 
 from . import nvvs_fixtures as fx
 from . import window_fixtures as wf
 from .inprocess import NodeFailed
 
 T, V, SIZE, STEPS, SEED, N = 5, 8, 64, 1, 11, 13
+CAMERAS = OrbitCameras.preset("8v")  # what the prompts' SV4D2 Cameras node outputs
 LATENT_SCALE = 0.18215
 GRID = json.dumps({"preset": "official_8v"})
 SCALES = guidance.cfg_grid("official_8v", T, V).flatten()
@@ -76,7 +79,7 @@ def window_views(vae, step: dict, scales: torch.Tensor = SCALES, num_views: int 
 def test_each_window_is_conditioned_on_the_previous_windows_views_of_its_first_frame(overwrite_run):
     result, windows, _ = overwrite_run
     vae = result.outputs["1"][2]
-    plan = schedule.plan_windows(N, T, "8v")
+    plan = plan_windows(N, T, "8v")
     assert [w.start for w in plan] == [0, 4, 8] and len(windows) == 3
     for steps in windows:
         assert all(torch.all(s["uncond"]["cond_view"] == 0) for s in steps)  # the negative never sees references
@@ -98,13 +101,13 @@ def test_output_is_the_overwrite_merge_of_the_windows(overwrite_run):
     vae, frames = result.outputs["1"][2], result.outputs["2"][0]
     images, report = result.outputs["5"]
     assert images.shape == ((V + 1) * N, SIZE, SIZE, 3)
-    videos = multiview.split_views(images, V + 1)
+    videos = multiview.split_views(images, CAMERAS)
     assert torch.equal(videos[0], frames)
     expected = torch.zeros_like(videos[1:])
-    for window, steps in zip(schedule.plan_windows(N, T, "8v"), windows):
-        schedule.merge_window(expected, window_views(vae, steps[-1]), window, crossfade=False)
+    for window, steps in zip(plan_windows(N, T, "8v"), windows):
+        merge_window(expected, window_views(vae, steps[-1]), window, crossfade=False)
     assert (videos[1:] - expected).abs().max() <= 1e-4
-    assert report.splitlines() == [w.describe() for w in schedule.plan_windows(N, T, "8v")]
+    assert report.splitlines() == [w.describe() for w in plan_windows(N, T, "8v")]
     assert result.ui["6"]["images"]
 
 
@@ -132,9 +135,9 @@ def test_first_window_equals_sample_nvvs_with_the_same_seed(host, overwrite_run)
     prompt["6"]["inputs"]["images"] = ["5", 1]
     nvvs_run, nvvs_windows = run_recorded(host, prompt)
     assert torch.equal(windows[0][0]["cond"]["x"], nvvs_windows[0][0]["cond"]["x"])  # the same noise
-    nvvs = multiview.split_views(nvvs_run.outputs["5"][1], V + 1)
-    extended = multiview.split_views(result.outputs["5"][0], V + 1)
-    untouched = schedule.plan_windows(N, T, "8v")[1].start  # frames 0-3 are window 0's alone
+    nvvs = multiview.split_views(nvvs_run.outputs["5"][1], CAMERAS)
+    extended = multiview.split_views(result.outputs["5"][0], CAMERAS)
+    untouched = plan_windows(N, T, "8v")[1].start  # frames 0-3 are window 0's alone
     assert (extended[:, :untouched] - nvvs[:, :untouched]).abs().max() <= wf.IMAGE_ATOL
 
 
@@ -142,12 +145,12 @@ def test_first_window_equals_sample_nvvs_with_the_same_seed(host, overwrite_run)
 def test_crossfade_blends_the_shared_frames(host):
     result, windows = run_recorded(host, extend_prompt(host[1], crossfade=True))
     vae = result.outputs["1"][2]
-    videos = multiview.split_views(result.outputs["5"][0], V + 1)
-    plan = schedule.plan_windows(N, T, "8v")
+    videos = multiview.split_views(result.outputs["5"][0], CAMERAS)
+    plan = plan_windows(N, T, "8v")
     outputs = [window_views(vae, steps[-1]) for steps in windows]
     expected = torch.zeros_like(videos[1:])
     for window, views in zip(plan, outputs):
-        schedule.merge_window(expected, views, window, crossfade=True)
+        merge_window(expected, views, window, crossfade=True)
     assert (videos[1:] - expected).abs().max() <= 1e-4
     for k in (1, 2):  # 8-view windows share one frame: window k−1's last = window k's first, blended 50/50
         t = plan[k].start
@@ -167,17 +170,17 @@ def test_4v_clamped_window_is_conditioned_inside_the_overlap_and_crossfades_it(h
     prompt["5"]["inputs"]["grid"] = guidance.DEFAULT_GRID_SPEC
     result, windows = run_recorded(host, prompt)
     vae = result.outputs["1"][2]
-    plan = schedule.plan_windows(n4, t4, "4v")
+    plan = plan_windows(n4, t4, "4v")
     assert [w.start for w in plan] == [0, 1] and len(windows) == 2
     scales = guidance.cfg_grid("official_4v", t4, v4).flatten()
     outputs = [window_views(vae, steps[-1], scales, v4) for steps in windows]
     rows = windows[1][0]["cond"]["cond_view"].reshape(t4, v4, 4, SIZE // 8, SIZE // 8)[0]
     expected_refs = vae.encode(outputs[0][:, 1]).float()
     assert (rows - expected_refs).abs().max() <= 1e-4 * max(1.0, expected_refs.abs().max().item())
-    videos = multiview.split_views(result.outputs["5"][0], v4 + 1)
+    videos = multiview.split_views(result.outputs["5"][0], OrbitCameras.preset("4v"))
     expected = torch.zeros_like(videos[1:])
     for window, views in zip(plan, outputs):
-        schedule.merge_window(expected, views, window, crossfade=True)
+        merge_window(expected, views, window, crossfade=True)
     assert (videos[1:] - expected).abs().max() <= 1e-4
     assert len(plan[1].overlap) == 11
 

@@ -13,13 +13,15 @@ import json
 import pytest
 import torch
 
-from sv4d_lib import multiview, sampling, schedule
+from sv4d_lib import extend, multiview, sampling
+from sv4d_lib.cameras import OrbitCameras
 
 from . import nvvs_fixtures as fx
 from . import window_fixtures as wf
 from .inprocess import NodeFailed
 
 T, V, SIZE, STEPS, SEED = 5, 8, 64, 2, 3
+CAMERAS = OrbitCameras.preset("8v")  # what the prompts' SV4D2 Cameras node outputs
 GRID = json.dumps({"preset": "official_8v"})
 STRENGTH = 0.5
 
@@ -89,7 +91,7 @@ def limits_run(host):
     prompt["10"] = refine_node(1.0, ["4", 0], model=["8", 0])
     prompt["11"] = refine_node(0.0, ["4", 0])
     prompt["12"] = refine_node(STRENGTH, ["4", 0])
-    prompt.update(core_refinement(schedule.refine_start_step(STRENGTH, STEPS)))
+    prompt.update(core_refinement(extend.refine_start_step(STRENGTH, STEPS)))
     prompt["40"] = {"class_type": "PreviewImage", "inputs": {"images": ["12", 0]}}
     prompt["41"] = {"class_type": "PreviewImage", "inputs": {"images": ["30", 0]}}
     prompt["42"] = {"class_type": "PreviewImage", "inputs": {"images": ["10", 0]}}
@@ -122,9 +124,9 @@ def test_strength_one_is_sampling_from_noise(limits_run):
 @torch.inference_mode()
 def test_strength_zero_is_the_vae_round_trip(limits_run):
     vae = limits_run.outputs["1"][2]
-    source = multiview.split_views(limits_run.outputs["4"][0], V + 1)
+    source = multiview.split_views(limits_run.outputs["4"][0], CAMERAS)
     refined, report = limits_run.outputs["11"]
-    videos = multiview.split_views(refined, V + 1)
+    videos = multiview.split_views(refined, CAMERAS)
     assert torch.equal(videos[0], source[0])  # the input view is passed through
     for v in range(1, V + 1):
         expected = vae.decode(vae.encode(source[v]))
@@ -136,13 +138,13 @@ def test_strength_zero_is_the_vae_round_trip(limits_run):
 @torch.inference_mode()
 def test_refine_equals_the_core_node_recipe(limits_run):
     assert torch.equal(limits_run.outputs["23"][0], sampling.edm_sigmas(STEPS))
-    source = multiview.split_views(limits_run.outputs["4"][0], V + 1)
-    refined = multiview.split_views(limits_run.outputs["12"][0], V + 1)
+    source = multiview.split_views(limits_run.outputs["4"][0], CAMERAS)
+    refined = multiview.split_views(limits_run.outputs["12"][0], CAMERAS)
     core = multiview.frame_major_to_views(limits_run.outputs["30"][0], V)  # VAEDecode keeps the latent order
     assert torch.equal(refined[0], source[0])
     assert (refined[1:] - core).abs().max() <= 1e-4
     # Neither the input nor its round trip: the pass really denoised.
-    assert (refined[1:] - multiview.split_views(limits_run.outputs["11"][0], V + 1)[1:]).abs().max() > 1e-3
+    assert (refined[1:] - multiview.split_views(limits_run.outputs["11"][0], CAMERAS)[1:]).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize(

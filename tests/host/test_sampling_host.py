@@ -14,11 +14,13 @@ import torch
 from safetensors.torch import load_file
 
 from sv4d_lib import conditioning, guidance, multiview, sampling
+from sv4d_lib.cameras import OrbitCameras
 
 from . import nvvs_fixtures as fx
 from .inprocess import NodeFailed
 
 T, V, SIZE, STEPS, SEED = 12, 4, 64, 2, 7
+CAMERAS = OrbitCameras.preset("4v")  # what the prompts' SV4D2 Cameras node outputs
 LATENT_SCALE = 0.18215  # ComfyUI's LATENT is the sampler's x / 0.18215 (SD1.x latent format)
 
 
@@ -102,7 +104,7 @@ def test_sample_nvvs_images_follow_the_multiview_layout(nvvs_run):
     vae, frames = nvvs_run.outputs["1"][2], nvvs_run.outputs["2"][0]
     latents, images, grid = nvvs_run.outputs["5"]
     assert images.shape == ((V + 1) * T, SIZE, SIZE, 3) and 0 <= images.min() and images.max() <= 1
-    videos = multiview.split_views(images, V + 1)
+    videos = multiview.split_views(images, CAMERAS)
     assert torch.equal(videos[0], frames)  # view 0 = the prepared input frames
     view2 = multiview.frame_major_to_views(latents["samples"], V)[1]
     assert torch.allclose(videos[2], vae.decode(view2), atol=1e-5)  # novel view 2 = camera entry 2

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sv4d_lib.cameras import AZIMUTHS_4V, AZIMUTHS_8V
+from sv4d_lib.cameras import AZIMUTHS_4V, AZIMUTHS_8V, OrbitCameras
 from sv4d_lib.guidance import (
     DEFAULT_GRID_SPEC,
     EASINGS,
@@ -23,6 +23,11 @@ from sv4d_lib.guidance import (
 
 def spec(**fields) -> str:
     return json.dumps(fields)
+
+
+def orbit(*azimuths: float) -> OrbitCameras:
+    """Cameras at these azimuths (input view first) on the equator: only azimuths shape the ramp."""
+    return OrbitCameras((0.0,) * len(azimuths), azimuths)
 
 
 def test_official_4v_is_a_linear_ramp_over_the_flattened_frame_view_order():
@@ -52,9 +57,9 @@ def test_single_frame_and_single_view_grids_stay_at_min():
 
 
 def test_view_distance_from_camera_azimuths_is_the_angle_to_the_input_view():
-    torch.testing.assert_close(view_distance(4, AZIMUTHS_4V), torch.tensor([60, 120, 180, 120]) / 180.0)
+    torch.testing.assert_close(view_distance(4, orbit(*AZIMUTHS_4V)), torch.tensor([60, 120, 180, 120]) / 180.0)
     # relative to an input view at 350°: 10° → 20° away, 170° → opposite
-    torch.testing.assert_close(view_distance(2, [350.0, 10.0, 170.0]), torch.tensor([20 / 180, 1.0]))
+    torch.testing.assert_close(view_distance(2, orbit(350.0, 10.0, 170.0)), torch.tensor([20 / 180, 1.0]))
 
 
 def test_view_distance_without_cameras_follows_the_8v_script():
@@ -65,7 +70,7 @@ def test_view_distance_without_cameras_follows_the_8v_script():
 
 
 def test_ramp_corners_are_its_min_and_maxima():
-    grid = cfg_grid("ramp", 6, 4, azimuths_deg=AZIMUTHS_4V, min=1.0, time_max=3.0, view_max=5.0)
+    grid = cfg_grid("ramp", 6, 4, cameras=orbit(*AZIMUTHS_4V), min=1.0, time_max=3.0, view_max=5.0)
     opposite = 2  # the view at 180°
     assert grid[0, opposite].item() == pytest.approx(5.0)
     assert grid[-1, opposite].item() == pytest.approx(1.0 + 2.0 + 4.0)
@@ -93,7 +98,7 @@ def test_easings_are_monotone_maps_of_the_unit_interval():
 
 
 def test_view_easing_uses_the_view_distance():
-    grid = cfg_grid("ramp", 1, 4, azimuths_deg=[0, 90, 180, 270, 0], min=0.0, time_max=0.0, view_max=4.0,
+    grid = cfg_grid("ramp", 1, 4, cameras=orbit(0, 90, 180, 270, 0), min=0.0, time_max=0.0, view_max=4.0,
                     view_easing="ease_in")
     assert grid[0].tolist() == pytest.approx([4 * 0.25, 4 * 1.0, 4 * 0.25, 0.0])
 
@@ -156,9 +161,9 @@ def test_grid_level_errors_name_the_fix():
     with pytest.raises(ValueError, match="outside the 5 frames × 8 views grid"):
         grid_from_spec(parse_grid_spec(spec(preset="official_8v", overrides={"5,0": 2.0})), 5, 8)
     with pytest.raises(ValueError, match=r"the ramp reaches scales 30\.\.40 at its corners.*closer to min"):
-        cfg_grid("ramp", 2, 8, azimuths_deg=AZIMUTHS_8V[:1] + (180.0,) * 8, min=20, time_max=30, view_max=30)
-    with pytest.raises(ValueError, match="need 5 camera azimuths"):
-        cfg_grid("ramp", 2, 4, azimuths_deg=AZIMUTHS_8V)
+        cfg_grid("ramp", 2, 8, cameras=orbit(*AZIMUTHS_8V[:1], *(180.0,) * 8), min=20, time_max=30, view_max=30)
+    with pytest.raises(ValueError, match="the CFG grid .* has 5 views but the cameras have 9"):
+        cfg_grid("ramp", 2, 4, cameras=orbit(*AZIMUTHS_8V))
     with pytest.raises(ValueError, match="num_frames >= 1"):
         cfg_grid("official_4v", 0, 4)
     with pytest.raises(ValueError, match="unknown CFG grid preset"):
@@ -192,7 +197,7 @@ def test_apply_cfg_grid_keeps_dtype_and_refuses_a_foreign_batch():
 def test_ramp_profiles_are_the_grid_edges_the_editor_draws():
     params = {"min": 1.0, "time_max": 4.0, "view_max": 2.0, "time_easing": "ease_out", "view_easing": "ease_in"}
     along_time, along_view = ramp_profiles(params, 5, samples=3)
-    grid = cfg_grid("ramp", 5, 2, azimuths_deg=[0.0, 0.0, 180.0], **params)
+    grid = cfg_grid("ramp", 5, 2, cameras=orbit(0.0, 0.0, 180.0), **params)
     torch.testing.assert_close(along_time, grid[:, 0])  # the view at the input view's azimuth has δ = 0
     assert along_view.tolist() == pytest.approx([1.0, 1.25, 2.0])
     assert grid[0, 1].item() == pytest.approx(2.0)
@@ -200,7 +205,7 @@ def test_ramp_profiles_are_the_grid_edges_the_editor_draws():
 
 def test_a_ramp_falling_below_zero_is_refused():
     with pytest.raises(ValueError, match=r"reaches scales -30\.\.0 at its corners"):
-        cfg_grid("ramp", 2, 1, azimuths_deg=[0.0, 180.0], min=30, time_max=0, view_max=0)
+        cfg_grid("ramp", 2, 1, cameras=orbit(0.0, 180.0), min=30, time_max=0, view_max=0)
 
 
 def test_an_official_preset_refuses_the_other_models_view_count():

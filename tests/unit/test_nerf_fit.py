@@ -4,6 +4,7 @@ import copy
 import pytest
 import torch
 
+from sv4d_lib.cameras import OrbitCameras
 from sv4d_lib.nerf import FieldConfig, FitConfig, derive_masks, fit_4d
 from sv4d_lib.nerf.metrics import video_metrics
 from sv4d_lib.nerf.render import render_videos
@@ -23,7 +24,7 @@ def tiny_config(**kwargs) -> FitConfig:
 
 @pytest.fixture(scope="module")
 def scene():
-    return render_scene(ELEVATIONS, AZIMUTHS, 3, 24, 24)
+    return render_scene(OrbitCameras(ELEVATIONS, AZIMUTHS), 3, 24, 24)
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,9 @@
 """The procedural dynamic scene: exact ray casting, consistent masks/depth, known motion, controlled perturbations."""
 import math
 
-import pytest
 import torch
 
-from sv4d_lib.cameras import DEFAULT_FOV_DEG
-from sv4d_lib.nerf.render import camera_rays
+from sv4d_lib.cameras import OrbitCameras
 from sv4d_lib.synthetic import (
     Ellipsoid,
     default_scene,
@@ -14,11 +12,12 @@ from sv4d_lib.synthetic import (
     render_scene,
 )
 
+FRONT = OrbitCameras([0.0], [0.0])
 BALL = (Ellipsoid((0.0, 0.0, 0.0), (0.3, 0.3, 0.3), ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0))),)
 
 
 def test_shapes_and_white_background():
-    out = render_scene([0.0, 10.0], [0.0, 90.0], 3, 24, 16)
+    out = render_scene(OrbitCameras([0.0, 10.0], [0.0, 90.0]), 3, 24, 16)
     assert out.rgb.shape == (2, 3, 16, 24, 3) and out.mask.shape == out.depth.shape == (2, 3, 16, 24)
     background = out.mask == 0
     assert background.any() and (out.mask == 1).any()
@@ -27,12 +26,12 @@ def test_shapes_and_white_background():
 
 
 def test_depth_of_a_centred_ball_is_exact():
-    out = render_scene([0.0], [0.0], 1, 9, 9, scene=BALL, supersample=1)
+    out = render_scene(FRONT, 1, 9, 9, scene=BALL, supersample=1)
     # the central ray travels from the camera at distance 2 to the sphere of radius 0.3
     assert out.mask[0, 0, 4, 4] == 1
     torch.testing.assert_close(out.depth[0, 0, 4, 4], torch.tensor(2.0 - 0.3))
     # silhouette: a pixel is object iff its ray passes within 0.3 of the origin
-    origins, dirs = camera_rays(0.0, 0.0, 2.0, DEFAULT_FOV_DEG, 9, 9)
+    origins, dirs = (r[0] for r in FRONT.rays(9, 9))
     closest = torch.linalg.cross(origins, dirs).norm(dim=-1).view(9, 9)  # distance of the ray line to the origin
     assert torch.equal(out.mask[0, 0] == 1, closest < 0.3)
 
@@ -51,14 +50,14 @@ def test_motion_moves_surface_points_onto_the_surface():
 
 
 def test_scene_moves_and_stays_in_view():
-    out = render_scene([0.0], [0.0], 4, 32, 32)
+    out = render_scene(FRONT, 4, 32, 32)
     assert not torch.equal(out.rgb[0, 0], out.rgb[0, 1])
     border = torch.cat((out.mask[..., 0, :], out.mask[..., -1, :], out.mask[..., :, 0], out.mask[..., :, -1]), -1)
     assert border.max() == 0  # the object never touches the frame edge
 
 
 def test_perturbation_is_controlled():
-    clean = render_scene([0.0, 0.0, 0.0], [0.0, 120.0, 240.0], 2, 32, 32).rgb
+    clean = render_scene(OrbitCameras([0.0] * 3, [0.0, 120.0, 240.0]), 2, 32, 32).rgb
     noisy = perturb_views(clean, colour_shift=0.05, shift_px=1.5, seed=3)
     assert torch.equal(noisy[0], clean[0])  # the input view stays exact
     assert not torch.allclose(noisy[1], clean[1])
@@ -67,11 +66,6 @@ def test_perturbation_is_controlled():
     # a pure colour gain of at most 5 % changes no pixel by more than 5 %
     gain_only = perturb_views(clean, colour_shift=0.05, shift_px=0.0, seed=3)
     assert (gain_only - clean).abs().max() <= 0.05 + 1e-5
-
-
-def test_camera_count_mismatch():
-    with pytest.raises(ValueError, match="one per view"):
-        render_scene([0.0], [0.0, 90.0], 2, 8, 8)
 
 
 def test_texture_is_a_checkerboard():

@@ -1,13 +1,13 @@
-"""Window schedules of the official script (with the PR #459 fix): golden `chunk_schedules.json`."""
+"""Windows of the official script (with the PR #459 fix): golden `chunk_schedules.json`."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from sv4d_lib.schedule import chunk_starts, plan_windows, uncovered_frames
+from sv4d_lib.windows import plan_windows, uncovered_frames, window_starts
 
-MODELS = {"sv4d2": "4v", "sv4d2_8views": "8v"}
+VARIANTS = {"sv4d2": "4v", "sv4d2_8views": "8v"}
 
 
 @pytest.fixture(scope="module")
@@ -17,9 +17,9 @@ def cases(golden_dir):
 
 def test_schedules_match_the_official_script(cases):
     for name, case in cases.items():
-        model, T, n = MODELS[case["model"]], case["T"], case["n_frames"]
-        assert chunk_starts(n, T, model) == case["t0_list"], name
-        windows = plan_windows(n, T, model)
+        variant, T, n = VARIANTS[case["model"]], case["T"], case["n_frames"]
+        assert window_starts(n, T, variant) == case["t0_list"], name
+        windows = plan_windows(n, T, variant)
         assert len(windows) == len(case["chunks"]), name
         for window, chunk in zip(windows, case["chunks"]):
             assert list(window.frames) == chunk["frames"], name
@@ -29,5 +29,5 @@ def test_schedules_match_the_official_script(cases):
             assert chunk["cond_frame_already_generated"] == (not window.cond_mv or window.cond_window is not None)
             if window.cond_mv:
                 assert window.start in windows[window.cond_window].frames
-        assert uncovered_frames(n, T, model) == case["frames_never_generated"], name
+        assert uncovered_frames(n, T, variant) == case["frames_never_generated"], name
 

@@ -1,4 +1,4 @@
-"""Window schedule for long videos: official starts, conditioning sources, overlaps, cross-fade and padding.
+"""Windows over long videos: official starts, conditioning sources, overlaps, cross-fade and padding.
 
 The reference is an independent transcription of the script's statements (simple_video_sample_4d2.py `sample()`
 with the PR #459 fix, spec §5.3-§5.4), run on an image matrix of markers so that every write and read is visible.
@@ -8,8 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sv4d_lib.schedule import (
-    chunk_starts,
+from sv4d_lib.windows import (
     covered_frames,
     crossfade_weights,
     merge_window,
@@ -17,15 +16,16 @@ from sv4d_lib.schedule import (
     padded_length,
     plan_windows,
     uncovered_frames,
+    window_starts,
 )
 
 OFFICIAL_T = {"4v": 12, "8v": 5}
 SCRIPT_NAMES = {"4v": "sv4d2", "8v": "sv4d2_8views"}
 
 
-def transcribed_script(n_frames: int, T: int, model: str) -> dict:
+def transcribed_script(n_frames: int, T: int, variant: str) -> dict:
     """The script's loop over chunks, writing the chunk index into img_matrix[t][v ≥ 1] instead of images."""
-    sv4d2_model = SCRIPT_NAMES[model]
+    sv4d2_model = SCRIPT_NAMES[variant]
     V = 2  # the number of views does not influence the schedule
     img_matrix = [[None] * (V + 1) for _ in range(n_frames)]
     for t in range(n_frames):
@@ -57,40 +57,40 @@ def transcribed_script(n_frames: int, T: int, model: str) -> dict:
 
 
 # The official window sizes plus others, each for 120 video lengths n ≥ T.
-CASES = [(model, T) for model in ("4v", "8v") for T in sorted({OFFICIAL_T[model], 2, 3, 4, 7})]
+CASES = [(variant, T) for variant in ("4v", "8v") for T in sorted({OFFICIAL_T[variant], 2, 3, 4, 7})]
 LENGTHS = 120
 
 
-@pytest.mark.parametrize("model,T", CASES)
-def test_starts_and_conditioning_match_the_transcribed_script(model, T):
+@pytest.mark.parametrize("variant,T", CASES)
+def test_starts_and_conditioning_match_the_transcribed_script(variant, T):
     for n in range(T, T + LENGTHS):
-        script = transcribed_script(n, T, model)
-        windows = plan_windows(n, T, model)
-        assert chunk_starts(n, T, model) == [c["t0"] for c in script["chunks"]], n
+        script = transcribed_script(n, T, variant)
+        windows = plan_windows(n, T, variant)
+        assert window_starts(n, T, variant) == [c["t0"] for c in script["chunks"]], n
         assert [w.start for w in windows] == [c["t0"] for c in script["chunks"]], n
         assert [w.cond_mv for w in windows] == [c["cond_mv"] for c in script["chunks"]], n
         assert [w.cond_window for w in windows] == [c["cond_source"] for c in script["chunks"]], n
-        assert uncovered_frames(n, T, model) == script["never_generated"], n
+        assert uncovered_frames(n, T, variant) == script["never_generated"], n
 
 
-@pytest.mark.parametrize("model,T", CASES)
-def test_overwriting_merge_leaves_each_frame_to_the_scripts_last_writer(model, T):
+@pytest.mark.parametrize("variant,T", CASES)
+def test_overwriting_merge_leaves_each_frame_to_the_scripts_last_writer(variant, T):
     for n in range(T, T + LENGTHS):
         video = torch.full((1, n), -1.0)
-        for w in plan_windows(n, T, model):
+        for w in plan_windows(n, T, variant):
             merge_window(video, torch.full((1, T), float(w.index)), w, crossfade=False)
-        expected = [-1.0 if w is None else float(w) for w in transcribed_script(n, T, model)["final_writer"]]
+        expected = [-1.0 if w is None else float(w) for w in transcribed_script(n, T, variant)["final_writer"]]
         assert video[0].tolist() == expected, n
 
 
-@pytest.mark.parametrize("model,T", CASES)
-def test_overlap_is_exactly_the_frames_earlier_windows_wrote(model, T):
+@pytest.mark.parametrize("variant,T", CASES)
+def test_overlap_is_exactly_the_frames_earlier_windows_wrote(variant, T):
     for n in range(T, T + LENGTHS):
         written: set[int] = set()
-        for w in plan_windows(n, T, model):
+        for w in plan_windows(n, T, variant):
             assert list(w.overlap) == [t for t in w.frames if t in written], n
             written.update(w.frames)
-        assert sorted(written) == list(range(covered_frames(n, T, model))), n
+        assert sorted(written) == list(range(covered_frames(n, T, variant))), n
 
 
 def test_8v_windows_overlap_by_exactly_their_conditioning_frame():
@@ -101,27 +101,27 @@ def test_8v_windows_overlap_by_exactly_their_conditioning_frame():
 
 def test_too_short_video_says_how_many_frames_are_needed():
     with pytest.raises(ValueError, match=r"at least 12 frames.*pad"):
-        chunk_starts(7, 12, "4v")
+        window_starts(7, 12, "4v")
     with pytest.raises(ValueError, match=r"at least 5 frames"):
         plan_windows(4, 5, "8v")
 
 
-def test_unknown_model_and_degenerate_window_are_rejected():
-    with pytest.raises(ValueError, match="unknown model"):
-        chunk_starts(20, 12, "sv4d2")
+def test_unknown_variant_and_degenerate_window_are_rejected():
+    with pytest.raises(ValueError, match="unknown model variant"):
+        window_starts(20, 12, "sv4d2")
     with pytest.raises(ValueError, match="at least 2 frames"):
-        chunk_starts(20, 1, "4v")
+        window_starts(20, 1, "4v")
 
 
-@pytest.mark.parametrize("model,T", [("4v", 12), ("8v", 5), ("8v", 3)])
-def test_padded_length_is_the_shortest_fully_covered_length(model, T):
+@pytest.mark.parametrize("variant,T", [("4v", 12), ("8v", 5), ("8v", 3)])
+def test_padded_length_is_the_shortest_fully_covered_length(variant, T):
     for n in range(1, 50):
-        length = padded_length(n, T, model)
+        length = padded_length(n, T, variant)
         assert length >= max(n, T)
-        assert uncovered_frames(length, T, model) == []
+        assert uncovered_frames(length, T, variant) == []
         # Minimal: every shorter length that still holds the video is too short or leaves frames uncovered.
         for shorter in range(max(n, T), length):
-            assert uncovered_frames(shorter, T, model) != []
+            assert uncovered_frames(shorter, T, variant) != []
 
 
 def test_pad_frames_repeats_the_last_frame():
@@ -135,9 +135,9 @@ def test_pad_frames_repeats_the_last_frame():
         pad_frames(frames, 2)
 
 
-@pytest.mark.parametrize("model,T,n", [("4v", 12, 21), ("4v", 12, 24), ("4v", 12, 36), ("8v", 5, 21), ("4v", 12, 12)])
-def test_crossfade_ramps_over_the_overlap_only(model, T, n):
-    for w in plan_windows(n, T, model):
+@pytest.mark.parametrize("variant,T,n", [("4v", 12, 21), ("4v", 12, 24), ("4v", 12, 36), ("8v", 5, 21), ("4v", 12, 12)])
+def test_crossfade_ramps_over_the_overlap_only(variant, T, n):
+    for w in plan_windows(n, T, variant):
         weights = crossfade_weights(w)
         length = len(w.overlap)
         ramp = weights[:length]

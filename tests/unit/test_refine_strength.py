@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sv4d_lib.sampling import edm_sigmas
-from sv4d_lib.schedule import refine_sigmas, refine_start_step
+from sv4d_lib.extend import refine_sigmas, refine_start_step
 
 
 @pytest.mark.parametrize("steps", [1, 4, 7, 50])
