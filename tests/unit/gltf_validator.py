@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.prerequisites import missing
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = REPO / ".cache" / "npm"
@@ -21,14 +21,16 @@ validator.validateBytes(new Uint8Array(fs.readFileSync(process.argv[1])), {maxIs
 
 
 def validator_dir() -> Path:
-    """Folder whose node_modules has gltf-validator; skips the test when node/npm or the registry is missing."""
+    """Folder whose node_modules has gltf-validator (installed on first use). node/npm or the package missing: a
+    failure under CI, else a skip (`tests.prerequisites.missing`)."""
     if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node/npm not installed: the Khronos glTF validator needs them")
+        missing("node/npm not installed: the Khronos glTF validator needs them (apt-get install nodejs npm, then "
+                "bash scripts/install_test_tools.sh)")
     if not (PREFIX / "node_modules" / "gltf-validator").is_dir():
         done = subprocess.run(["npm", "install", "--prefix", str(PREFIX), "--no-audit", "--no-fund", PACKAGE],
                               capture_output=True, text=True, timeout=300, check=False)
         if done.returncode:
-            pytest.skip(f"could not install {PACKAGE} from npm: {done.stderr[-500:]}")
+            missing(f"could not install {PACKAGE} from npm into {PREFIX}: {done.stderr[-500:]}")
     return PREFIX
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -11,18 +10,17 @@ from torch import nn
 
 from sv4d_lib.model import SV4D2UNet, attention
 from sv4d_lib.model.attention import SelfAttention
+from tests.prerequisites import shared_reference
 
 from .unet_tiny import tiny_inputs, tiny_unet
 
-MANIFEST = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "sv4d2_unet_keys.json"
 PREFIX = "model.diffusion_model."
 
 
 @pytest.fixture(scope="module")
 def manifest() -> dict[str, list[int]]:
-    if not MANIFEST.is_file():
-        pytest.skip(f"UNet key manifest not found at {MANIFEST} (it lives in ../shared/reference beside the clone)")
-    return {k.removeprefix(PREFIX): shape for k, shape in json.loads(MANIFEST.read_text()).items()}
+    path = shared_reference("sv4d2_unet_keys.json")
+    return {k.removeprefix(PREFIX): shape for k, shape in json.loads(path.read_text()).items()}
 
 
 @pytest.mark.parametrize("use_3d_attention", [True, False])
