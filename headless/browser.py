@@ -11,9 +11,12 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Workflow.ShowMissingNodesWarning": False,
             "Comfy.Workflow.ShowMissingModelsWarning": False, "Comfy.Validation.Workflows": False,
             "Comfy.Minimap.Visible": False}
-PACK_LOADED = ("() => window.app?.graph && window.app.extensions?.some(e => e.name === 'SV4D2.CFGGridEditor')"
-               " && window.app.extensions.some(e => e.name === 'SV4D2.CameraEditor')")
-APP_LOADED = "() => window.app?.graph && window.app.extensions?.length > 0 && window.LiteGraph"
+# Ready = node definitions registered (and, for the pack, both editor extensions registered; see
+# web/sv4d2_common.js `registerOnce`). `app.extensions` is deprecated in newer frontends, so it is not read.
+APP_LOADED = "() => window.app?.graph && window.LiteGraph?.registered_node_types?.KSampler"
+PACK_LOADED = ("() => window.app?.graph && window.LiteGraph?.registered_node_types?.SV4D2CFGGrid"
+               " && ['SV4D2.CFGGridEditor', 'SV4D2.CameraEditor']"
+               ".every((name) => globalThis[Symbol.for('sv4d2.extensions')]?.has(name))")
 
 
 def open_comfy(browser, server, *, scale: float = 1.0, ready: str = PACK_LOADED, width: int = 1400,

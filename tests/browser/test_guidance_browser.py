@@ -13,7 +13,7 @@ import torch
 
 from sv4d_lib.guidance import DEFAULT_GRID_SPEC, PRESETS, cfg_grid, grid_from_spec, parse_grid_spec
 
-from headless.browser import APP_LOADED, open_comfy
+from headless.browser import APP_LOADED, PACK_LOADED, open_comfy
 
 GRID_EDITOR = "app.graph.nodes.find(n => n.type === 'SV4D2CFGGrid').widgets.find(w => w.name === 'grid').element.sv4d2Editor"
 CAMERA_EDITOR = ("app.graph.nodes.find(n => n.type === 'SV4D2Cameras').widgets.find(w => w.name === 'cameras')"
@@ -85,7 +85,7 @@ def drag(page, start: dict, dx: float, dy: float) -> None:
 
 
 def screenshot_nodes(page, path, *node_types: str) -> None:
-    """Screenshot of the given nodes (title bars included) into docs/img."""
+    """Screenshot of the given nodes (title bars included)."""
     box = page.evaluate("""(types) => {
       const rect = app.canvas.canvas.getBoundingClientRect();
       let box = null;
@@ -123,23 +123,23 @@ def test_editor_replaces_the_text_box_and_keeps_sockets(page):
     assert {"seed", "steps", "cfg", "sampler_name", "scheduler", "denoise"} <= set(info["sampler"])
 
 
-def test_default_is_the_official_4v_grid(page, golden_dir, docs_img):
+def test_default_is_the_official_4v_grid(page, golden_dir, screenshots):
     golden = json.loads((golden_dir / "cfg_scales.json").read_text())["grids"]
     state = editor(page)
     assert json.loads(state["text"])["preset"] == "official_4v"
     assert torch.equal(grid_tensor(state["reply"]), torch.tensor(golden["4v"]["scale_tv"]))
     assert state["status"].startswith("12 frames × 4 views · scales 1.00–2.00")
-    screenshot_nodes(page, docs_img / "cfg_grid_official_4v.png", "SV4D2Cameras", "SV4D2CFGGrid")
+    screenshot_nodes(page, screenshots / "cfg_grid_official_4v.png", "SV4D2Cameras", "SV4D2CFGGrid")
 
 
-def test_8v_preset_reproduces_the_official_grid(page, golden_dir, docs_img):
+def test_8v_preset_reproduces_the_official_grid(page, golden_dir, screenshots):
     golden = json.loads((golden_dir / "cfg_scales.json").read_text())["grids"]
     page.locator(".sv4d2-grid .sv4d2-select").first.select_option("official_8v")
     page.wait_for_function(f"() => JSON.parse({GRID_EDITOR}.text).preset === 'official_8v'")
     wait_served(page)
     assert queued_grid(page) == {"preset": "official_8v", "params": {"min": 1.5, "max": 2.5}, "shape": [5, 8]}
     assert torch.equal(grid_tensor(editor(page)["reply"]), torch.tensor(golden["8v"]["scale_tv"]))
-    screenshot_nodes(page, docs_img / "cfg_grid_official_8v.png", "SV4D2CFGGrid")
+    screenshot_nodes(page, screenshots / "cfg_grid_official_8v.png", "SV4D2CFGGrid")
 
 
 def switch_to_ramp(page) -> None:
@@ -195,7 +195,7 @@ def test_dragging_ramp_handles_changes_the_queued_grid(page):
                                           **queued_grid(page)["params"]))
 
 
-def test_click_drag_overrides_a_cell_and_double_click_clears_it(page, docs_img):
+def test_click_drag_overrides_a_cell_and_double_click_clears_it(page, screenshots):
     start = editor(page)["reply"]["scales"][3][1]
     point = page.evaluate(f"() => {GRID_EDITOR}.cellClientPoint(3, 1)")
     drag(page, point, 0, -50)
@@ -208,7 +208,7 @@ def test_click_drag_overrides_a_cell_and_double_click_clears_it(page, docs_img):
     drag(page, page.evaluate(f"() => {GRID_EDITOR}.cellClientPoint(9, 2)"), 0, 60)
     wait_served(page)
     assert set(queued_grid(page)["overrides"]) == {"3,1", "9,2"}
-    screenshot_nodes(page, docs_img / "cfg_grid_ramp_overrides.png", "SV4D2CFGGrid")
+    screenshot_nodes(page, screenshots / "cfg_grid_ramp_overrides.png", "SV4D2CFGGrid")
 
     point = page.evaluate(f"() => {GRID_EDITOR}.cellClientPoint(9, 2)")
     page.mouse.dblclick(point["x"], point["y"])
@@ -222,7 +222,7 @@ def test_values_survive_save_and_reload(page):
     grid_node = next(n for n in saved["nodes"] if n["type"] == "SV4D2CFGGrid")
     assert grid_node["widgets_values"] == [text]
     page.reload()
-    page.wait_for_function("() => window.app?.graph && window.app.extensions?.some(e => e.name === 'SV4D2.CFGGridEditor')")
+    page.wait_for_function(PACK_LOADED)
     page.evaluate("async (workflow) => { await app.loadGraphData(workflow); app.canvas.ds.offset = [0, 0];"
                   " app.canvas.ds.scale = 1; app.canvas.setDirty(true, true); }", saved)
     wait_served(page)
@@ -231,7 +231,7 @@ def test_values_survive_save_and_reload(page):
     assert queued_grid(page)["overrides"].keys() == {"3,1"}
 
 
-def test_bad_hand_edited_grid_shows_the_problem(page, browser_server, docs_img):
+def test_bad_hand_edited_grid_shows_the_problem(page, browser_server, screenshots):
     page.locator(".sv4d2-grid .sv4d2-button", has_text="{ }").click()
     bad = '{"preset": "official_4v", "params": {"max": 45}}'
     page.locator(".sv4d2-grid .sv4d2-json").fill(bad)
@@ -240,7 +240,7 @@ def test_bad_hand_edited_grid_shows_the_problem(page, browser_server, docs_img):
     assert state["hasErrorClass"]
     assert "CFG grid param 'max' = 45 is outside [0, 30]; use a CFG scale in that range" in state["status"]
     assert queued_inputs(page, "SV4D2CFGGrid")["grid"] == bad  # kept as typed, for the backend to refuse
-    screenshot_nodes(page, docs_img / "cfg_grid_error.png", "SV4D2CFGGrid")
+    screenshot_nodes(page, screenshots / "cfg_grid_error.png", "SV4D2CFGGrid")
 
     # the backend refuses the same text with the same message
     prompt = page.evaluate("async () => (await app.graphToPrompt()).output")
@@ -261,7 +261,7 @@ def camera_state(page) -> dict:
                shown: e.effectiveCameras()}}; }}""")
 
 
-def test_camera_editor_drags_azimuths_and_sets_elevations(page, docs_img):
+def test_camera_editor_drags_azimuths_and_sets_elevations(page, screenshots):
     assert camera_state(page)["preset"] == "4v"
     target = page.evaluate(f"""() => {{ const e = {CAMERA_EDITOR};
       return {{from: e.markerClientPoint(1), to: (() => {{ const p = e.markerPoint(90);
@@ -283,7 +283,7 @@ def test_camera_editor_drags_azimuths_and_sets_elevations(page, docs_img):
     page.wait_for_function(f"() => {GRID_EDITOR}.azimuths?.[1] === 90")
     wait_served(page)
     page.wait_for_function(f"() => {GRID_EDITOR}.reply.view_distance[0] === 0.5")
-    screenshot_nodes(page, docs_img / "camera_editor.png", "SV4D2Cameras", "SV4D2CFGGrid")
+    screenshot_nodes(page, screenshots / "camera_editor.png", "SV4D2Cameras", "SV4D2CFGGrid")
 
     page.locator(".sv4d2-cameras .sv4d2-button", has_text="8 views (official)").click()
     page.wait_for_function(f"() => {CAMERA_EDITOR}.effectiveCameras().azimuths_deg.length === 9")

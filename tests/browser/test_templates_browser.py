@@ -1,0 +1,148 @@
+"""Every shipped template, opened as a new user opens it (served by core from the pack's example_workflows/,
+default frontend settings, workflow validation on), in the classic canvas and with Nodes 2.0 (the Vue node
+renderer, setting `Comfy.VueNodes.Enabled`): no alert or toast, no missing node, and every SV4D2 editor has a
+size and answers a mouse drag. Each test loads its own template, so the tests do not depend on their order."""
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from headless.browser import PACK_LOADED, open_comfy
+from headless.server import REPO
+
+from .conftest import start_browser_server
+
+TEMPLATES = sorted(p.stem for p in (REPO / "example_workflows").glob("*.json"))
+NEW_USER = {"Comfy.TutorialCompleted": True}  # otherwise the defaults a fresh install has
+PACK_FOLDER = "sv4d2"  # the pack's folder in custom_nodes (scripts/bootstrap_host.sh), the template module name
+
+OPEN_TEMPLATE = """async (name) => {
+  app.graph.clear();
+  const response = await fetch(`api/workflow_templates/${PACK_FOLDER}/${encodeURIComponent(name)}.json`);
+  if (!response.ok) return {status: response.status};
+  const workflow = await response.json();
+  await app.loadGraphData(workflow, true, true, name);  // as the template browser does
+  await new Promise((resolve) => setTimeout(resolve, 1500));  // toasts, dialogs and DOM widgets settle
+  const known = (type) => !!LiteGraph.registered_node_types[type];
+  return {
+    status: response.status,
+    saved: workflow.nodes.length,
+    loaded: app.graph.nodes.length,
+    unknown: app.graph.nodes.filter((n) => !known(n.type)).map((n) => n.type),
+    toasts: [...document.querySelectorAll('.p-toast-message')].map((e) => e.innerText.trim()),
+    dialogs: [...document.querySelectorAll('.p-dialog')].filter((e) => e.offsetParent !== null)
+      .map((e) => e.innerText.trim().slice(0, 300)),
+    editors: app.graph.nodes.flatMap((n) => (n.widgets ?? []).filter((w) => w.element?.sv4d2Editor)
+      .map((w) => [n.id, w.name])),
+  };
+}""".replace("${PACK_FOLDER}", PACK_FOLDER)
+
+# Bring one node's editor on screen at zoom 1 and report its size in client pixels.
+SHOW_EDITOR = """async ([nodeId, widgetName]) => {
+  const node = app.graph.getNodeById(nodeId);
+  app.canvas.ds.scale = 1;
+  app.canvas.centerOnNode(node);
+  app.canvas.setDirty(true, true);
+  await new Promise((resolve) => setTimeout(resolve, 600));
+  const element = node.widgets.find((w) => w.name === widgetName).element;
+  const rect = element.getBoundingClientRect();
+  const canvas = element.sv4d2Editor.canvas.getBoundingClientRect();
+  return {width: rect.width, height: rect.height, canvasWidth: canvas.width, canvasHeight: canvas.height,
+          visible: element.checkVisibility?.() ?? element.offsetParent !== null};
+}"""
+
+
+@pytest.fixture(scope="module")
+def new_user_server(chromium, tmp_path_factory):
+    with start_browser_server(tmp_path_factory.mktemp("new_user"), NEW_USER) as server:
+        yield server
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["classic", "nodes2"])
+def page(request, browser, new_user_server):
+    """One page per renderer (chosen in the stored settings before the page loads, as a user's saved choice is;
+    switching it live shows an info toast); each test clears the graph and loads its own template."""
+    request_settings = urllib.request.Request(f"{new_user_server.url}/settings/Comfy.VueNodes.Enabled",
+                                              data=json.dumps(request.param).encode(), method="POST")
+    urllib.request.urlopen(request_settings, timeout=30).close()
+    page = open_comfy(browser, new_user_server, ready=PACK_LOADED, width=1600, height=1000)
+    assert page.evaluate("() => app.extensionManager.setting.get('Comfy.VueNodes.Enabled')") is request.param
+    page.vue_nodes = request.param
+    yield page
+    page.close()
+
+
+def open_template(page, name: str) -> dict:
+    page.evaluate("() => document.querySelectorAll('.p-toast-message-close-button, .p-toast-close-button')"
+                  ".forEach((b) => b.click())")
+    result = page.evaluate(OPEN_TEMPLATE, name)
+    assert result["status"] == 200, f"core does not serve {name}.json from example_workflows/"
+    return result
+
+
+def test_core_lists_every_template(new_user_server):
+    assert sorted(new_user_server.get("/workflow_templates")[PACK_FOLDER]) == TEMPLATES
+    assert len(TEMPLATES) >= 7 and all(name.startswith("SV4D 2.0 - ") for name in TEMPLATES)
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_template_opens_clean_with_sized_editors(page, name):
+    errors_before = len(page.page_errors)
+    result = open_template(page, name)
+    assert result["toasts"] == [] and result["dialogs"] == [], result
+    assert result["unknown"] == [] and result["loaded"] == result["saved"], result
+    if page.vue_nodes:  # the Vue renderer really drew the nodes (DOM nodes, not canvas drawings)
+        assert page.evaluate("() => document.querySelectorAll('[data-node-id]').length") >= result["loaded"] - 1
+    for node_id, widget in result["editors"]:
+        size = page.evaluate(SHOW_EDITOR, [node_id, widget])
+        assert size["visible"] and size["width"] > 200 and size["height"] > 200, (name, widget, size)
+        assert size["canvasWidth"] > 100 and size["canvasHeight"] > 60, (name, widget, size)
+    assert page.page_errors[errors_before:] == []
+
+
+def drag(page, start: dict, dx: float, dy: float) -> None:
+    page.mouse.move(start["x"], start["y"])
+    page.mouse.down()
+    page.mouse.move(start["x"] + dx, start["y"] + dy, steps=8)
+    page.mouse.up()
+
+
+def editor_of(page, node_type: str) -> list:
+    return page.evaluate("""(type) => { const node = app.graph.nodes.find((n) => n.type === type);
+      return [node.id, node.widgets.find((w) => w.element?.sv4d2Editor).name]; }""", node_type)
+
+
+def test_camera_editor_answers_a_drag(page):
+    open_template(page, "SV4D 2.0 - 4 views")
+    node_id, widget = editor_of(page, "SV4D2Cameras")
+    page.evaluate(SHOW_EDITOR, [node_id, widget])
+    editor = f"app.graph.getNodeById({node_id}).widgets.find((w) => w.name === '{widget}').element.sv4d2Editor"
+    drag(page, page.evaluate(f"() => {editor}.markerClientPoint(1)"), 60, -30)
+    state = page.evaluate(f"""() => ({{text: {editor}.text, preset: app.graph.getNodeById({node_id}).widgets
+      .find((w) => w.name === 'preset').value}})""")
+    assert state["preset"] == "custom", state
+    assert json.loads(state["text"])["azimuths_deg"][1] != 60, state
+
+
+def test_grid_editor_answers_a_drag(page):
+    open_template(page, "SV4D 2.0 - 4 views")
+    node_id, widget = editor_of(page, "SV4D2SampleNVVS")
+    page.evaluate(SHOW_EDITOR, [node_id, widget])
+    editor = f"app.graph.getNodeById({node_id}).widgets.find((w) => w.name === '{widget}').element.sv4d2Editor"
+    page.wait_for_function(f"() => {editor}.reply")  # the heat map was served
+    drag(page, page.evaluate(f"() => {editor}.cellClientPoint(3, 1)"), 0, -50)
+    text = page.evaluate(f"() => {editor}.text")
+    assert list(json.loads(text).get("overrides", {})) == ["3,1"], text
+
+
+def test_screenshot_in_both_renderers(page, screenshots):
+    """A picture of the 4-view template per renderer (temporary folder unless SV4D2_SCREENSHOTS is set)."""
+    open_template(page, "SV4D 2.0 - 4 views")
+    node_id, widget = editor_of(page, "SV4D2SampleNVVS")
+    page.evaluate(SHOW_EDITOR, [node_id, widget])
+    path = Path(screenshots) / f"template_4views_{'nodes2' if page.vue_nodes else 'classic'}.png"
+    page.screenshot(path=str(path))
+    assert path.stat().st_size > 10_000
