@@ -1,188 +1,99 @@
-"""Dynamic NeRF → animated mesh: canonical marching cubes, vertices carried through the deformation per frame.
+"""Fitted dynamic NeRF → textured, animated GLB and a turntable preview mp4 (nerf4d.md §4).
 
-One mesh is extracted in canonical space (= frame 0), so topology, colours and normals stay fixed and each frame
-is a morph target. The deformation is a backward warp `x_c = x + Δ(x, t)`; a vertex's position at time t solves
-`x + Δ(x, t) = v_c`, found by the fixed-point iteration `x ← v_c − Δ(x, t)` (nerf4d.md §4.4). The animated GLB
-(morph targets + a weights animation) is written by our own small writer because trimesh cannot write morph
-targets or animations; per-frame static GLB/OBJ files come from trimesh for viewers without morph support.
+Pipeline (each stage reports progress; raising from the callback stops the export within a fraction of a second):
+1. `surface`: canonical density grid, surface level from the fitted opacity, marching cubes, floaters dropped,
+   Taubin smoothing, decimation to the face budget (`mesh.py`);
+2. `deformation`: every vertex carried to every frame by inverting the backward warp (`deform.py`);
+3. `baking`: UV atlas and baseColor texture from the canonical colour at the surface (`texture.py`), or vertex
+   colours;
+4. `writing`: one GLB, one morph target per frame, a looping animation named after the file (`gltf.py`);
+5. `turntable`: the written GLB read back and ray-cast around the orbit, playing its animation (`raycast.py`).
+
+One mesh is extracted in canonical space (= frame 0), so topology, UVs and texture stay fixed and each frame is a
+morph target. Both files are written under temporary names and renamed only when both are complete and checked, so
+an error or an interrupt leaves nothing behind.
 """
 from __future__ import annotations
 
-import json
-import logging
+import math
 import re
-import struct
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from ..atomic import atomic_files
+from ..cameras import DEFAULT_FOV_DEG, DEFAULT_RADIUS, OrbitCameras
+from .deform import FrameSolve, solve_frames
+from .gltf import AnimatedMesh, animated_glb, read_glb
+from .mesh import SurfaceReport, SurfaceSettings, extract_surface
+from .raycast import render_mesh
+from .texture import BakeSettings, bake_texture, uv_atlas
+
 if TYPE_CHECKING:
     from .field import DynamicNeRF
 
-log = logging.getLogger(__name__)
-
-DEFAULT_DENSITY_LEVEL = 10.0  # σ at the surface: one grid cell of σ=10 at 128³ is ~10 % opaque
-_ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
-_FLOAT, _UNSIGNED_BYTE, _UNSIGNED_INT = 5126, 5121, 5125
+# Progress(stage, done, total): stage is "surface", "deformation", "baking", "writing" or "turntable".
+ExportProgress = Callable[[str, int, int], None]
+STAGES = ("surface", "deformation", "baking", "writing", "turntable")
+# Morph normals are written when some frame turns more than this share of the normals by over 10°: without them a
+# lit viewer shades moving limbs with their rest-pose normals.
+MORPH_NORMAL_SHARE = 0.01
 
 
 @dataclass
-class CanonicalMesh:
-    """Mesh in canonical space: vertices/normals (N, 3) float32, faces (M, 3) int64, colours (N, 3) sRGB [0, 1]."""
+class ExportSettings:
+    """Everything that shapes the export besides the field, the frame rate and the file name."""
 
-    vertices: np.ndarray
-    faces: np.ndarray
-    normals: np.ndarray
-    colours: np.ndarray
+    surface: SurfaceSettings = dataclass_field(default_factory=SurfaceSettings)
+    bake: BakeSettings = dataclass_field(default_factory=BakeSettings)
+    colour: str = "texture"  # "texture" (UV atlas + baseColor image) or "vertex" (COLOR_0)
+    image_format: str = "png"  # "png" or "jpeg"
+    morph_normals: bool | None = None  # None: when the motion turns normals (MORPH_NORMAL_SHARE)
+    num_frames: int | None = None  # morph targets spread over the clip; None: the field's frame count
+    turntable: bool = True
+    turntable_size: int = 256
+    turntable_elevation_deg: float = 10.0
 
 
 @dataclass
 class Export4D:
-    """Files written by `export_4d`: the animated GLB and per-frame static GLB/OBJ files."""
+    """What `export_4d` wrote and measured."""
 
-    animated_glb: Path
-    frame_glbs: list[Path]
-    frame_objs: list[Path]
-    max_residual: float  # worst fixed-point residual of the per-frame vertex solve (world units)
+    glb: Path
+    turntable: Path | None
+    file_bytes: int
+    fps: float
+    num_frames: int
+    vertices: int
+    faces: int
+    morph_normals: bool
+    closes_loop: bool
+    surface: SurfaceReport
+    solves: list[FrameSolve]
+    seconds: dict[str, float] = dataclass_field(default_factory=dict)
 
+    @property
+    def max_residual(self) -> float:
+        """Worst residual ‖x + Δ(x, t) − v‖ of the per-frame vertex solve (world units)."""
+        return max(s.max_residual for s in self.solves)
 
-def _chunked(fn, points: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
-    return torch.cat([fn(points[i:i + chunk]) for i in range(0, points.shape[0], chunk)])
+    @property
+    def unconverged_share(self) -> float:
+        """Share of vertex-frames whose solve stayed above the tolerance (moved with their neighbours instead)."""
+        return sum(s.unconverged for s in self.solves) / (len(self.solves) * self.vertices)
 
-
-@torch.no_grad()
-def extract_mesh(field: DynamicNeRF, resolution: int = 128, level: float = DEFAULT_DENSITY_LEVEL) -> CanonicalMesh:
-    """Marching cubes (scikit-image, `ascent`: outward winding for a density) of the canonical density."""
-    import skimage.measure
-    import trimesh
-
-    if resolution < 8:
-        raise ValueError(f"mesh resolution must be at least 8, got {resolution}")
-    axis = torch.linspace(-field.bound, field.bound, resolution, device=field.device)
-    points = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
-    density = _chunked(lambda x: field.canonical(x)[0], points).reshape((resolution,) * 3).cpu().numpy()
-    if not density.max() > level:
-        raise ValueError(
-            f"the field has no surface: its density never exceeds the level {level} (max {density.max():.3g}); fit "
-            "longer or lower the density level"
-        )
-    spacing = 2 * field.bound / (resolution - 1)
-    vertices, faces, _, _ = skimage.measure.marching_cubes(
-        density, level=level, spacing=(spacing,) * 3, gradient_direction="ascent"
-    )
-    mesh = trimesh.Trimesh(vertices - field.bound, faces, process=True)
-    mesh.update_faces(mesh.nondegenerate_faces())
-    mesh.remove_unreferenced_vertices()
-    normals = np.asarray(mesh.vertex_normals, dtype=np.float32)
-    bad = ~np.isfinite(normals).all(axis=1) | (np.linalg.norm(normals, axis=1) < 0.5)
-    normals[bad] = (0.0, 1.0, 0.0)
-    vertices = np.asarray(mesh.vertices, dtype=np.float32)
-    colours = _chunked(lambda x: field.canonical(x)[1], torch.from_numpy(vertices).to(field.device))
-    return CanonicalMesh(vertices, np.asarray(mesh.faces, dtype=np.int64), normals, colours.cpu().numpy())
-
-
-@torch.no_grad()
-def deform_vertices(
-    field: DynamicNeRF, vertices: torch.Tensor, t: float, iterations: int = 30
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Observation-space positions at time t of canonical vertices (N, 3), and the residual ‖x + Δ(x,t) − v_c‖."""
-    times = torch.full((vertices.shape[0],), float(t), device=vertices.device)
-    x = vertices.clone()
-    for _ in range(iterations):
-        x = vertices - (field.warp(x, times) - x)
-    return x, (field.warp(x, times) - vertices).norm(dim=-1)
-
-
-def _srgb_to_linear(colours: np.ndarray) -> np.ndarray:
-    """glTF vertex colours are linear (viewers convert to sRGB on display)."""
-    import kornia.color
-
-    return kornia.color.rgb_to_linear_rgb(torch.from_numpy(colours).float().T[:, :, None])[:, :, 0].T.numpy()
-
-
-class _GlbBuilder:
-    """Collects 4-byte-aligned buffer views and accessors for one binary buffer."""
-
-    def __init__(self) -> None:
-        self.blob = bytearray()
-        self.views: list[dict] = []
-        self.accessors: list[dict] = []
-
-    def add(self, array: np.ndarray, accessor_type: str, target: int | None = None, normalized: bool = False,
-            bounds: bool = False) -> int:
-        component = {np.dtype(np.float32): _FLOAT, np.dtype(np.uint8): _UNSIGNED_BYTE,
-                     np.dtype(np.uint32): _UNSIGNED_INT}[array.dtype]
-        data = np.ascontiguousarray(array).tobytes()
-        view = {"buffer": 0, "byteOffset": len(self.blob), "byteLength": len(data)}
-        if target is not None:
-            view["target"] = target
-        self.blob += data + b"\0" * (-len(data) % 4)
-        self.views.append(view)
-        accessor = {"bufferView": len(self.views) - 1, "componentType": component, "type": accessor_type,
-                    "count": int(array.shape[0])}
-        if normalized:
-            accessor["normalized"] = True
-        if bounds:
-            flat = array.reshape(array.shape[0], -1)
-            accessor["min"] = flat.min(axis=0).tolist()
-            accessor["max"] = flat.max(axis=0).tolist()
-        self.accessors.append(accessor)
-        return len(self.accessors) - 1
-
-
-def animated_glb(mesh: CanonicalMesh, frames: np.ndarray, fps: float) -> bytes:
-    """GLB bytes: one primitive with one morph target per frame (`frames` (K, N, 3)) and a weights animation.
-
-    The base mesh is the canonical one; target k holds `frames[k] − vertices`. The default weights show frame 0,
-    so viewers without animation support still show a sensible mesh.
-    """
-    if fps <= 0:
-        raise ValueError(f"fps must be > 0, got {fps}")
-    build = _GlbBuilder()
-    colours = np.clip(np.round(_srgb_to_linear(mesh.colours) * 255), 0, 255).astype(np.uint8)
-    rgba = np.concatenate((colours, np.full((colours.shape[0], 1), 255, np.uint8)), axis=1)
-    attributes = {
-        "POSITION": build.add(mesh.vertices.astype(np.float32), "VEC3", _ARRAY_BUFFER, bounds=True),
-        "NORMAL": build.add(mesh.normals.astype(np.float32), "VEC3", _ARRAY_BUFFER),
-        "COLOR_0": build.add(rgba, "VEC4", _ARRAY_BUFFER, normalized=True),
-    }
-    indices = build.add(mesh.faces.astype(np.uint32).reshape(-1), "SCALAR", _ELEMENT_ARRAY_BUFFER, bounds=True)
-    primitive = {"attributes": attributes, "indices": indices, "material": 0, "mode": 4}
-    num_frames = frames.shape[0]
-    mesh_json: dict = {"primitives": [primitive], "name": "sv4d2_4d"}
-    document: dict = {
-        "asset": {"version": "2.0", "generator": "comfyui-sv4d2"},
-        "scene": 0,
-        "scenes": [{"nodes": [0]}],
-        "nodes": [{"mesh": 0, "name": "sv4d2_4d"}],
-        "materials": [{"pbrMetallicRoughness": {"baseColorFactor": [1, 1, 1, 1], "metallicFactor": 0.0,
-                                                "roughnessFactor": 1.0}, "doubleSided": True}],
-        "meshes": [mesh_json],
-    }
-    if num_frames > 1:
-        deltas = frames.astype(np.float32) - mesh.vertices.astype(np.float32)[None]
-        primitive["targets"] = [{"POSITION": build.add(d, "VEC3", _ARRAY_BUFFER, bounds=True)} for d in deltas]
-        mesh_json["weights"] = [1.0] + [0.0] * (num_frames - 1)
-        mesh_json["extras"] = {"targetNames": [f"frame_{k:03d}" for k in range(num_frames)]}
-        times = build.add((np.arange(num_frames, dtype=np.float32) / fps), "SCALAR", bounds=True)
-        weights = build.add(np.eye(num_frames, dtype=np.float32).reshape(-1), "SCALAR")
-        document["animations"] = [{
-            "name": "deformation",
-            "samplers": [{"input": times, "output": weights, "interpolation": "LINEAR"}],
-            "channels": [{"sampler": 0, "target": {"node": 0, "path": "weights"}}],
-        }]
-    document["buffers"] = [{"byteLength": len(build.blob)}]
-    document["bufferViews"] = build.views
-    document["accessors"] = build.accessors
-    text = json.dumps(document, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 4)
-    binary = bytes(build.blob)
-    length = 12 + 8 + len(text) + 8 + len(binary)
-    return (struct.pack("<4sII", b"glTF", 2, length) + struct.pack("<I4s", len(text), b"JSON") + text
-            + struct.pack("<I4s", len(binary), b"BIN\0") + binary)
+    def summary(self) -> str:
+        loop = "seamless loop" if self.closes_loop else "loops through a blend back to frame 0"
+        return (f"{self.glb.name}: {self.file_bytes / 1e6:.2f} MB, {self.faces} faces, {self.vertices} vertices, "
+                f"{self.num_frames} frames at {self.fps:g} fps ({loop}); surface level σ={self.surface.level:.3g}, "
+                f"{self.surface.components_dropped} floaters dropped; deformation residual max "
+                f"{self.max_residual:.2e}, {100 * self.unconverged_share:.2f} % of vertex-frames did not converge "
+                "and follow their neighbours")
 
 
 def safe_stem(name: str) -> str:
@@ -193,46 +104,123 @@ def safe_stem(name: str) -> str:
     return stem
 
 
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals (N, 3) float32 (trimesh); a vertex without area gets +y."""
+    import trimesh
+
+    normals = np.asarray(trimesh.Trimesh(vertices, faces, process=False).vertex_normals, dtype=np.float32)
+    bad = ~np.isfinite(normals).all(axis=1) | (np.linalg.norm(normals, axis=1) < 0.5)
+    normals[bad] = (0.0, 1.0, 0.0)
+    return normals
+
+
+def _turned_share(base: np.ndarray, frame_normals: np.ndarray) -> float:
+    """Largest share over frames of normals (K, N, 3) that turn more than 10° from `base` (N, 3)."""
+    cosine = np.einsum("knd,nd->kn", frame_normals, base)
+    return float((cosine < math.cos(math.radians(10.0))).mean(axis=1).max())
+
+
+def _closes_loop(frames: np.ndarray) -> bool:
+    """The clip ends where it starts: last-frame offset from frame 0 under 5 % of the clip's largest mean motion."""
+    motion = np.linalg.norm(frames - frames[:1], axis=-1).mean(axis=1)
+    return frames.shape[0] > 2 and motion[-1] <= 0.05 * motion.max()
+
+
+def turntable_frames(mesh: AnimatedMesh, size: int, elevation_deg: float,
+                     step: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """Frames (T, size, size, 3) on white: the camera circles once while the animation plays (whole loops, at
+    least 36 frames), rendered from the mesh as written."""
+    num_frames = mesh.frames.shape[0]
+    total = num_frames * max(1, math.ceil(36 / num_frames))
+    images = []
+    for i in range(total):
+        camera = OrbitCameras((elevation_deg,), (360.0 * i / total,), DEFAULT_RADIUS, DEFAULT_FOV_DEG)
+        images.append(render_mesh(mesh, i % num_frames, camera, size, size)[0][0])
+        if step is not None:
+            step(i + 1, total)
+    return torch.stack(images)
+
+
 def export_4d(
     field: DynamicNeRF,
     directory: str | Path,
     stem: str,
-    num_frames: int | None = None,
-    resolution: int = 128,
-    level: float = DEFAULT_DENSITY_LEVEL,
-    fps: float = 12.0,
+    fps: float,
+    settings: ExportSettings | None = None,
+    progress: ExportProgress | None = None,
 ) -> Export4D:
-    """Write `<stem>.glb` (animated) and `<stem>_frames/frame_XXX.{glb,obj}` into `directory`.
+    """Write `<stem>.glb` (textured, animated at `fps`) and `<stem>_turntable.mp4` into `directory`.
 
-    Frames are sampled at t = k / (num_frames − 1) (default: the field's frame count).
+    Frames are sampled at t = k / (num_frames − 1). Nothing is written unless the whole export succeeds.
     """
-    import trimesh
+    from ..video import check_video, write_video
 
-    num_frames = num_frames or field.num_frames
+    settings = settings or ExportSettings()
+    if not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a positive number (the source video's frame rate), got {fps}")
+    if settings.colour not in ("texture", "vertex"):
+        raise ValueError(f"colour must be 'texture' or 'vertex', got {settings.colour!r}")
+    num_frames = settings.num_frames or field.num_frames
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     stem = safe_stem(stem)
     directory = Path(directory)
-    frames_dir = directory / f"{stem}_frames"
-    frames_dir.mkdir(parents=True, exist_ok=True)
-    mesh = extract_mesh(field, resolution, level)
-    base = torch.from_numpy(mesh.vertices).to(field.device)
-    positions, worst = [], 0.0
-    for k in range(num_frames):
-        moved, residual = deform_vertices(field, base, k / max(num_frames - 1, 1))
-        positions.append(moved.cpu().numpy())
-        worst = max(worst, float(residual.max()))
-    if worst > 1e-3 * field.bound:
-        log.warning("4D export: some vertices did not converge in the deformation solve (max residual %.3g)", worst)
-    frames = np.stack(positions)
+    directory.mkdir(parents=True, exist_ok=True)
     glb_path = directory / f"{stem}.glb"
-    glb_path.write_bytes(animated_glb(mesh, frames, fps))
-    linear = np.clip(np.round(_srgb_to_linear(mesh.colours) * 255), 0, 255).astype(np.uint8)
-    srgb = np.clip(np.round(mesh.colours * 255), 0, 255).astype(np.uint8)
-    glbs, objs = [], []
-    for k, vertices in enumerate(frames):
-        glbs.append(frames_dir / f"frame_{k:03d}.glb")
-        objs.append(frames_dir / f"frame_{k:03d}.obj")
-        trimesh.Trimesh(vertices, mesh.faces, vertex_colors=linear, process=False).export(glbs[-1])
-        trimesh.Trimesh(vertices, mesh.faces, vertex_colors=srgb, process=False).export(objs[-1])
-    return Export4D(glb_path, glbs, objs, worst)
+    video_path = directory / f"{stem}_turntable.mp4"
+
+    def stage(name: str) -> Callable[[int, int], None]:
+        return lambda done, total: progress(name, done, total) if progress is not None else None
+
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        seconds[name] = time.perf_counter() - clock
+        clock = time.perf_counter()
+
+    surface, report = extract_surface(field, settings.surface, stage("surface"))
+    vertices = np.asarray(surface.vertices, np.float32)
+    faces = np.asarray(surface.faces, np.int64)
+    lap("surface")
+    times = [k / max(num_frames - 1, 1) for k in range(num_frames)]
+    frames, solves = solve_frames(field, vertices, np.asarray(surface.edges_unique), times,
+                                  progress=stage("deformation"))
+    normals = vertex_normals(vertices, faces)
+    frame_normals = np.stack([vertex_normals(f, faces) for f in frames])
+    morph_normals = settings.morph_normals
+    if morph_normals is None:
+        morph_normals = num_frames > 1 and _turned_share(normals, frame_normals) > MORPH_NORMAL_SHARE
+    lap("deformation")
+    bake = stage("baking")
+    if settings.colour == "texture":
+        cut = uv_atlas(vertices, faces, settings.bake.size, settings.bake.padding, wait=lambda: bake(0, 1))
+        texture = bake_texture(field, cut, settings.bake, bake)
+        mesh = AnimatedMesh(cut.vertices, normals[cut.source], cut.faces, frames[:, cut.source], uv=cut.uv,
+                            texture=texture, frame_normals=frame_normals[:, cut.source] if morph_normals else None)
+    else:
+        with torch.no_grad():
+            colours = field.canonical(torch.from_numpy(vertices).to(field.device))[1]
+        mesh = AnimatedMesh(vertices, normals, faces.astype(np.uint32), frames, colours=colours.float().cpu().numpy(),
+                            frame_normals=frame_normals if morph_normals else None)
+        bake(1, 1)
+    lap("baking")
+    closes_loop = _closes_loop(frames)
+    targets = [glb_path] + ([video_path] if settings.turntable else [])
+    with atomic_files(targets) as temporaries:
+        write = stage("writing")
+        write(0, 1)
+        data = animated_glb(mesh, fps, name=stem, closes_loop=closes_loop, image_format=settings.image_format)
+        temporaries[0].write_bytes(data)
+        written = read_glb(temporaries[0].read_bytes())  # what a viewer will load, not what we meant to write
+        write(1, 1)
+        lap("writing")
+        if settings.turntable:
+            turn = stage("turntable")
+            images = turntable_frames(written, settings.turntable_size, settings.turntable_elevation_deg, turn)
+            write_video(images, temporaries[1], fps)
+            check_video(temporaries[1], images.shape[0])
+            lap("turntable")
+    return Export4D(glb_path, video_path if settings.turntable else None, len(data), float(fps), num_frames,
+                    len(mesh.vertices), len(mesh.faces), bool(morph_normals), closes_loop, report, solves, seconds)

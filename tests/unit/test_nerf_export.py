@@ -1,5 +1,8 @@
-"""Mesh export: marching cubes of a known density, the per-frame vertex solve, and a valid animated GLB."""
+"""4D export on fields with known answers: surface level and cleanup, the per-frame vertex solve, UV baking, the
+animated GLB (round trip, Khronos validator, trimesh/pygltflib), the whole export, and interrupts."""
 import math
+import threading
+import time
 
 import numpy as np
 import pygltflib
@@ -7,124 +10,223 @@ import pytest
 import torch
 import trimesh
 
-from sv4d_lib.cameras import DEFAULT_FOV_DEG
-from sv4d_lib.nerf.export import (
-    CanonicalMesh,
-    animated_glb,
-    deform_vertices,
-    export_4d,
-    extract_mesh,
-    safe_stem,
-)
-from sv4d_lib.nerf.field import DynamicNeRF, FieldConfig
+from sv4d_lib.cameras import OrbitCameras
+from sv4d_lib.nerf.deform import neighbour_fill, solve_frames
+from sv4d_lib.nerf.export import ExportSettings, export_4d, safe_stem, vertex_normals
+from sv4d_lib.nerf.gltf import AnimatedMesh, animated_glb, read_glb
+from sv4d_lib.nerf.mesh import SurfaceSettings, density_grid, extract_surface, surface_level
+from sv4d_lib.nerf.raycast import render_mesh
+from sv4d_lib.nerf.texture import BakeSettings, bake_texture, uv_atlas
 
+from .analytic_field import AnalyticField
 from .gltf_validator import validate_glb
 
-BOUND = 0.6
+# A warp whose Jacobian I + t·M has eigenvalues far from 1: the fixed-point iteration x ← v − Δ(x, t) diverges
+# (spectral radius of t·M is 1.4 at t = 1), Gauss–Newton does not.
+STRETCH = ((1.4, 0.0, 0.0), (0.0, -0.3, 0.2), (0.0, 0.0, 0.5))
 
 
-def blob_field(num_frames: int = 4) -> DynamicNeRF:
-    """An untrained field whose density is exactly the blob exp(b·(1 − ‖x‖/(r·bound))) (density head zeroed)."""
-    config = FieldConfig(grid={"n_levels": 2, "log2_hashmap_size": 8}, occupancy_resolution=8)
-    field = DynamicNeRF(config, bound=BOUND, radius=2.0, fov_deg=DEFAULT_FOV_DEG, num_frames=num_frames)
-    with torch.no_grad():
-        field.density_mlp[-1].weight.zero_()
-        field.density_mlp[-1].bias.zero_()
-    return field.requires_grad_(False)
-
-
-def test_marching_cubes_finds_the_blob_sphere_with_outward_faces():
-    field = blob_field()
-    level = 10.0
-    mesh = extract_mesh(field, resolution=48, level=level)
-    config = field.config
-    # exp(b(1 − r/R)) = level  ⇔  r = R(1 − ln(level)/b)
-    expected = config.blob_radius * BOUND * (1 - math.log(level) / config.blob_density)
+def test_sharp_ball_surface_sits_on_its_radius_with_outward_normals():
+    field = AnalyticField(radii=(0.3,))
+    mesh, report = extract_surface(field, SurfaceSettings(resolution=48, smoothing_iterations=0, face_budget=0))
+    cell = 2 * field.bound / 47
     radii = np.linalg.norm(mesh.vertices, axis=1)
-    assert np.abs(radii - expected).max() < 2 * BOUND / 47  # within one grid cell
-    shape = trimesh.Trimesh(mesh.vertices, mesh.faces)
-    assert shape.is_watertight and shape.volume > 0  # positive volume: faces wound outwards
-    assert (np.sum(mesh.normals * mesh.vertices, axis=1) > 0).all()
-    np.testing.assert_allclose(np.linalg.norm(mesh.normals, axis=1), 1.0, atol=1e-5)
-    assert mesh.colours.shape == mesh.vertices.shape and 0 <= mesh.colours.min() <= mesh.colours.max() <= 1
+    assert np.abs(radii - 0.3).max() < cell
+    assert mesh.is_watertight and mesh.volume > 0  # faces wound outwards
+    normals = vertex_normals(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces))
+    assert (np.sum(normals * mesh.vertices, axis=1) > 0.9 * radii).all()
+    assert report.components_found == 1 and report.components_dropped == 0
+
+
+def test_surface_level_is_where_a_ray_becomes_half_opaque():
+    """Ball with a linear density ramp σ = g·(R − r) inside: a ray through the centre is half opaque at depth
+    d* = sqrt(2 ln 2 / g); oblique rays reach it sooner, so the level is at most g·d* and the mesh lies between
+    R − d* and R (a constant level of 10 would put it at R − 10/g, far inside for this g)."""
+    g, radius, resolution = 40.0, 0.4, 96
+    axis = torch.linspace(-0.6, 0.6, resolution)
+    points = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1)
+    sigma = (g * (radius - points.norm(dim=-1))).clamp(min=0)
+    level = surface_level(sigma, 1.2 / (resolution - 1))
+    depth = math.sqrt(2 * math.log(2) / g)
+    assert 0.5 * g * depth < level <= g * depth * 1.02  # the surface σ = level lies 0.5–1 d* deep
+
+
+def test_floaters_are_dropped_and_the_face_budget_holds():
+    field = AnalyticField(centres=((0.0, 0.0, 0.0), (0.45, 0.45, 0.45)), radii=(0.3, 0.04))
+    settings = SurfaceSettings(resolution=64, face_budget=2000, smoothing_iterations=3)
+    mesh, report = extract_surface(field, settings)
+    assert report.components_found == 2 and report.components_dropped == 1
+    assert len(mesh.faces) <= 2000 < report.faces_extracted
+    assert np.linalg.norm(mesh.vertices, axis=1).max() < 0.35  # only the big ball is left
+    assert mesh.volume > 0
 
 
 def test_empty_field_has_no_surface():
     with pytest.raises(ValueError, match="no surface"):
-        extract_mesh(blob_field(), resolution=16, level=1e6)
+        extract_surface(AnalyticField(peak=0.01), SurfaceSettings(resolution=16))
 
 
-def test_vertex_solve_inverts_the_backward_warp():
-    field = blob_field()
-    torch.manual_seed(0)
-    with torch.no_grad():  # a random deformation, small enough to be a contraction (‖∂Δ/∂x‖ < 1)
-        field.deformation[-1].weight.normal_(0, 0.003)
-        field.deformation[-1].bias.normal_(0, 0.05)
-    canonical = (torch.rand(200, 3) * 2 - 1) * 0.4
-    for t in (0.3, 1.0):
-        moved, residual = deform_vertices(field, canonical, t)
-        times = torch.full((200,), t)
-        torch.testing.assert_close(field.warp(moved, times), canonical, atol=1e-5, rtol=0)
-        assert residual.max() < 1e-5
-        assert (moved - canonical).abs().max() > 1e-3  # it really moved
+def test_density_grid_skips_empty_space_without_changing_the_surface():
+    field = AnalyticField(radii=(0.2,))
+    grid = density_grid(field, 33)
+    axis = torch.linspace(-0.6, 0.6, 33)
+    dense = field.canonical(torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3))[0]
+    dense = dense.reshape(33, 33, 33)
+    near = dense >= 1e-3
+    torch.testing.assert_close(grid[near], dense[near])  # every point that matters was queried
+    assert (grid[~near] <= 1.0).all()
 
 
-def _mesh_and_frames() -> tuple[CanonicalMesh, np.ndarray]:
+def test_vertex_solve_inverts_a_warp_where_the_fixed_point_iteration_diverges():
+    field = AnalyticField(num_frames=4, matrix=STRETCH, shift=(0.05, -0.02, 0.0))
+    canonical = (torch.rand(500, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1) * 0.3
+    times = [0.0, 1 / 3, 2 / 3, 1.0]
+    frames, solves = solve_frames(field, canonical.numpy(), np.zeros((0, 2), np.int64), times)
+    for k, t in enumerate(times):
+        np.testing.assert_allclose(frames[k], field.inverse_warp(canonical, t).numpy(), atol=1e-5)
+        assert solves[k].max_residual < 1e-5 and solves[k].unconverged == 0
+    # the plain fixed-point iteration on the same problem blows up (why the solve is Gauss–Newton)
+    v, x = canonical, canonical.clone()
+    for _ in range(30):
+        x = v - (field.warp(x, torch.ones(500)) - x)
+    assert not (field.warp(x, torch.ones(500)) - v).norm(dim=-1).max() < 1e-2
+
+
+def test_unconverged_vertices_follow_their_neighbours():
+    displacement = np.array([[0.0, 0, 0], [1.0, 0, 0], [9.0, 9, 9], [9.0, 9, 9], [3.0, 0, 0]])
+    bad = np.array([False, False, True, True, False])
+    edges = np.array([[0, 1], [1, 2], [2, 3], [3, 4]])
+    filled = neighbour_fill(displacement, bad, edges)
+    np.testing.assert_allclose(filled[[0, 1, 4]], displacement[[0, 1, 4]])
+    np.testing.assert_allclose(filled[2], [1.0, 0, 0])  # from vertex 1 (vertex 3 was unknown in that round)
+    np.testing.assert_allclose(filled[3], [3.0, 0, 0])  # from vertex 4
+
+
+def test_baked_texture_reproduces_the_field_colour_on_the_surface():
+    field = AnalyticField(radii=(0.35,))
+    mesh, _ = extract_surface(field, SurfaceSettings(resolution=40, face_budget=1500))
+    vertices = np.asarray(mesh.vertices, np.float32)
+    cut = uv_atlas(vertices, np.asarray(mesh.faces), 256, 2)
+    np.testing.assert_array_equal(cut.vertices, vertices[cut.source])
+    normals = vertex_normals(vertices, np.asarray(mesh.faces))[cut.source]
+    texture = bake_texture(field, cut, BakeSettings(size=256, padding=2))
+    # render the textured mesh and compare each hit pixel with the field's colour at the hit point
+    cameras = OrbitCameras((20.0, -10.0), (30.0, 200.0))
+    animated = AnimatedMesh(cut.vertices, normals, cut.faces, cut.vertices[None], uv=cut.uv, texture=texture)
+    rgb, alpha = render_mesh(animated, 0, cameras, 64, 64, supersample=1)
+    origins, dirs = cameras.rays(64, 64)
+    hits = trimesh.ray.ray_pyembree.RayMeshIntersector(trimesh.Trimesh(cut.vertices, cut.faces))
+    tri, ray, points = hits.intersects_id(origins.reshape(-1, 3).numpy(), dirs.reshape(-1, 3).numpy(),
+                                          multiple_hits=False, return_locations=True)
+    expected = field.canonical(torch.from_numpy(points).float())[1].numpy()
+    found = rgb.reshape(-1, 3).numpy()[ray]
+    assert alpha.reshape(-1)[ray].min() == 1.0 and len(ray) > 1000
+    assert np.abs(found - expected).mean() < 0.01 and np.quantile(np.abs(found - expected), 0.99) < 0.05
+    assert (texture.reshape(-1, 3).max(axis=1) > 0).all()  # dilated: no black texel left between charts
+
+
+def _animated(colour: str) -> AnimatedMesh:
     sphere = trimesh.creation.icosphere(subdivisions=2, radius=0.3)
-    vertices = np.asarray(sphere.vertices, dtype=np.float32)
-    mesh = CanonicalMesh(vertices, np.asarray(sphere.faces), np.asarray(sphere.vertex_normals, dtype=np.float32),
-                         np.tile(np.array([[0.8, 0.4, 0.1]], dtype=np.float32), (len(vertices), 1)))
-    frames = np.stack([vertices + np.array([0.0, 0.1 * k, 0.0], dtype=np.float32) for k in range(3)])
-    return mesh, frames
+    vertices = np.asarray(sphere.vertices, np.float32)
+    faces = np.asarray(sphere.faces, np.uint32)
+    frames = np.stack([vertices * np.float32(1 + 0.2 * k) + np.float32([0, 0.1 * k, 0]) for k in range(3)])
+    normals = vertex_normals(vertices, faces)
+    mesh = AnimatedMesh(vertices, normals, faces, frames, frame_normals=np.stack([normals] * 3))
+    if colour == "texture":
+        mesh.uv = ((vertices[:, :2] / 0.3 + 1) / 2).astype(np.float32)
+        mesh.texture = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    else:
+        mesh.colours = np.tile(np.float32([[0.8, 0.4, 0.1]]), (len(vertices), 1))
+    return mesh
 
 
-def test_animated_glb_structure(tmp_path):
-    mesh, frames = _mesh_and_frames()
+@pytest.mark.parametrize("colour", ["texture", "vertex"])
+def test_animated_glb_round_trip_and_structure(tmp_path, colour):
+    mesh = _animated(colour)
+    data = animated_glb(mesh, fps=10.0, name="walk", closes_loop=False)
+    back = read_glb(data)
+    np.testing.assert_allclose(back.frames, mesh.frames, atol=1e-6)
+    np.testing.assert_allclose(back.frame_normals, mesh.frame_normals, atol=1e-6)
+    np.testing.assert_array_equal(back.faces, mesh.faces)
+    if colour == "texture":
+        np.testing.assert_array_equal(back.texture, mesh.texture)  # PNG is lossless
+        np.testing.assert_allclose(back.uv, mesh.uv)
+    else:
+        np.testing.assert_allclose(back.colours, mesh.colours, atol=3 / 255)
     path = tmp_path / "anim.glb"
-    path.write_bytes(animated_glb(mesh, frames, fps=12.0))
+    path.write_bytes(data)
     gltf = pygltflib.GLTF2().load(str(path))
-    primitive = gltf.meshes[0].primitives[0]
-    assert len(primitive.targets) == 3
-    assert gltf.meshes[0].weights == [1.0, 0.0, 0.0]
-    assert gltf.accessors[primitive.attributes.POSITION].count == len(mesh.vertices)
-    assert gltf.accessors[primitive.indices].count == mesh.faces.size
     animation = gltf.animations[0]
-    assert [c.target.path for c in animation.channels] == ["weights"]
+    assert animation.name == "walk" and gltf.meshes[0].weights == [1.0, 0.0, 0.0]
     times = gltf.accessors[animation.samplers[0].input]
-    assert times.count == 3 and times.max == pytest.approx([2 / 12.0])
-    assert gltf.accessors[animation.samplers[0].output].count == 9  # K×K one-hot weights
-    # target k holds frame k − base: +0.1·k in y
-    blob = gltf.binary_blob()
-    view = gltf.bufferViews[gltf.accessors[primitive.targets[2]["POSITION"]].bufferView]
-    deltas = np.frombuffer(blob[view.byteOffset:view.byteOffset + view.byteLength], np.float32).reshape(-1, 3)
-    np.testing.assert_allclose(deltas, np.tile([0.0, 0.2, 0.0], (len(deltas), 1)), atol=1e-6)
+    # not a closed loop: a fourth key at 3/fps blends back to frame 0, one frame interval like the others
+    assert times.count == 4 and times.max == pytest.approx([0.3])
     assert len(trimesh.load(path, force="mesh").vertices) == len(mesh.vertices)
+    closed = pygltflib.GLTF2.load_from_bytes(animated_glb(mesh, fps=10.0, closes_loop=True))
+    assert closed.accessors[closed.animations[0].samplers[0].input].max == pytest.approx([0.2])
 
 
-def test_animated_glb_passes_khronos_validator(tmp_path):
-    mesh, frames = _mesh_and_frames()
+@pytest.mark.parametrize("colour", ["texture", "vertex"])
+def test_animated_glb_passes_khronos_validator(tmp_path, colour):
     path = tmp_path / "anim.glb"
-    path.write_bytes(animated_glb(mesh, frames, fps=12.0))
+    path.write_bytes(animated_glb(_animated(colour), fps=12.0, image_format="jpeg"))
     issues = validate_glb(path)
     assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"]
 
 
-def test_export_writes_animated_and_per_frame_files(tmp_path):
-    field = blob_field(num_frames=3)
-    with torch.no_grad():  # constant backward warp Δ = c, so a vertex sits at v − c in every frame
-        field.deformation[-1].bias.copy_(torch.tensor([0.0, 0.05, 0.0]))
-    result = export_4d(field, tmp_path, "../odd name", resolution=24)
-    assert result.animated_glb == tmp_path / "_odd_name.glb"
-    assert [p.name for p in result.frame_glbs] == ["frame_000.glb", "frame_001.glb", "frame_002.glb"]
-    assert all(p.is_file() for p in result.frame_glbs + result.frame_objs)
-    assert result.max_residual < 1e-5
-    canonical = extract_mesh(field, resolution=24)
-    frame = trimesh.load(result.frame_objs[1], force="mesh", process=False)
-    np.testing.assert_allclose(frame.vertices, canonical.vertices - [0.0, 0.05, 0.0], atol=1e-5)
-    issues = validate_glb(result.animated_glb)
-    assert issues["numErrors"] == 0, issues["messages"]
-    for path in result.frame_glbs[:1]:
-        assert validate_glb(path)["numErrors"] == 0
+def test_export_writes_a_valid_textured_animated_glb_and_turntable(tmp_path):
+    field = AnalyticField(radii=(0.25,), num_frames=3, shift=(0.0, 0.1, 0.0))
+    settings = ExportSettings(surface=SurfaceSettings(resolution=32, face_budget=800), bake=BakeSettings(size=64),
+                              turntable_size=48)
+    stages = []
+    result = export_4d(field, tmp_path, "../odd name", fps=10.0, settings=settings,
+                       progress=lambda stage, done, total: stages.append(stage))
+    assert result.glb == tmp_path / "_odd_name.glb" and result.turntable == tmp_path / "_odd_name_turntable.mp4"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["_odd_name.glb", "_odd_name_turntable.mp4"]
+    assert list(dict.fromkeys(stages)) == ["surface", "deformation", "baking", "writing", "turntable"]
+    assert result.file_bytes == result.glb.stat().st_size and result.max_residual < 1e-5
+    back = read_glb(result.glb.read_bytes())
+    # constant backward warp Δ = t·(0, 0.1, 0): frame k sits 0.1·t lower than the canonical mesh
+    np.testing.assert_allclose(back.frames[2] - back.vertices, np.tile([0, -0.1, 0], (len(back.vertices), 1)),
+                               atol=1e-5)
+    assert not result.morph_normals  # a translation turns no normal
+    assert validate_glb(result.glb)["numErrors"] == 0
+    import imageio_ffmpeg
+    assert imageio_ffmpeg.count_frames_and_secs(str(result.turntable))[0] == 36  # 3 frames × 12 loops
+
+
+def test_export_refuses_a_missing_frame_rate(tmp_path):
+    with pytest.raises(ValueError, match="fps"):
+        export_4d(AnalyticField(), tmp_path, "x", fps=0.0)
+    assert not any(tmp_path.iterdir())
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("stage", ["surface", "deformation", "baking", "turntable"])
+def test_interrupt_stops_within_a_second_and_leaves_nothing(tmp_path, stage):
+    """A large export (160³ grid, 30k faces, 1024² texture) is interrupted 0.3 s into a stage: the next progress
+    call raises, and the export must be gone within 1 s of the request, with no file left."""
+    field = AnalyticField(centres=((0.0, 0.0, 0.0), (0.2, 0.25, 0.0)), radii=(0.35, 0.15), num_frames=12,
+                          matrix=STRETCH)
+    big = stage != "turntable"  # the turntable's cost does not depend on the stages before it: keep those small
+    settings = ExportSettings(surface=SurfaceSettings(resolution=160 if big else 64, face_budget=30000),
+                              bake=BakeSettings(size=1024 if big else 128), turntable_size=256)
+    requested: list[float] = []
+
+    def progress(name: str, done: int, total: int) -> None:
+        if name == stage and not requested:
+            threading.Timer(0.3, lambda: requested.append(time.perf_counter())).start()
+        if requested:
+            raise _Interrupted
+
+    with pytest.raises(_Interrupted):
+        export_4d(field, tmp_path, "big", fps=10.0, settings=settings, progress=progress)
+    stopped = time.perf_counter()
+    assert stopped - requested[0] < 1.0
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_safe_stem():

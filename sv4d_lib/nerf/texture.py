@@ -1,0 +1,169 @@
+"""UV atlas (xatlas) and a baseColor texture baked from the field's canonical colour at the surface.
+
+Baking: every UV triangle is rasterised into a triangle-id image at `samples_per_axis`× the texture size (Pillow's
+polygon fill; adjacent triangles share their edge pixels, so no texel between them is missed), each covered sample
+is mapped to its 3D surface point by barycentric interpolation and takes the field's canonical colour there.
+Samples are averaged per texel; empty texels take the colour of the nearest covered texel (dilated seams, no dark
+bleeding under mipmapping). Compositing a few samples along the normal instead was measured on the dev scene: 0.1 dB
+worse on held-out views at 4× the cost (docs/bench_export.md), so the surface point it is.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from .field import DynamicNeRF
+
+QUERY_POINTS = 65536  # field points per query (interrupts stay prompt)
+
+
+@dataclass
+class UVMesh:
+    """A mesh cut along UV seams: vertices (N, 3) float32, faces (M, 3) uint32, uv (N, 2) float32 in [0, 1]
+    with v pointing down the image (glTF's convention), `source` (N,) int64: the uncut mesh's vertex index."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    uv: np.ndarray
+    source: np.ndarray
+
+
+@dataclass
+class BakeSettings:
+    """Texture size and sampling of the bake."""
+
+    size: int = 1024  # texels per side (square baseColor texture)
+    samples_per_axis: int = 2  # sub-samples per texel per axis (2: four samples per texel)
+    padding: int = 2  # atlas texels between charts (xatlas), so bilinear filtering does not mix charts
+
+
+def _atlas(vertices: np.ndarray, faces: np.ndarray, size: int, padding: int
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import xatlas
+
+    atlas = xatlas.Atlas()
+    atlas.add_mesh(vertices, faces)
+    charts = xatlas.ChartOptions()
+    charts.max_iterations = 0  # one chart-growing pass: 8× faster than the default at the same texel utilisation
+    pack = xatlas.PackOptions()
+    pack.resolution = size
+    pack.padding = padding
+    pack.bilinear = True
+    atlas.generate(charts, pack)
+    return atlas[0]
+
+
+def _atlas_child(conn, vertices: np.ndarray, faces: np.ndarray, size: int, padding: int) -> None:
+    conn.send(_atlas(vertices, faces, size, padding))
+    conn.close()
+
+
+def uv_atlas(vertices: np.ndarray, faces: np.ndarray, size: int, padding: int,
+             wait: Callable[[], None] | None = None) -> UVMesh:
+    """xatlas charts packed into a `size`² texture with `padding` texels between charts.
+
+    xatlas holds the GIL for seconds on a 40k-face mesh, so where processes can fork it runs in a child process
+    and `wait()` is called every 0.1 s meanwhile: raising from it (an interrupt) kills the child at once.
+    """
+    import multiprocessing
+
+    vertices = np.ascontiguousarray(vertices, np.float32)
+    faces = np.ascontiguousarray(faces, np.uint32)
+    if wait is None or "fork" not in multiprocessing.get_all_start_methods():
+        source, cut_faces, uv = _atlas(vertices, faces, size, padding)
+    else:
+        context = multiprocessing.get_context("fork")  # no re-import of the host's main module, unlike spawn
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(target=_atlas_child, args=(send, vertices, faces, size, padding), daemon=True)
+        child.start()
+        send.close()
+        try:
+            while not receive.poll(0.1):
+                if not child.is_alive():
+                    raise RuntimeError(f"the UV atlas process (xatlas) died with exit code {child.exitcode}")
+                wait()
+            source, cut_faces, uv = receive.recv()
+        finally:
+            child.kill()
+            child.join()
+            receive.close()
+    return UVMesh(vertices[source], cut_faces.astype(np.uint32), uv.astype(np.float32), source.astype(np.int64))
+
+
+def rasterise_uv(uv: np.ndarray, faces: np.ndarray, size: int) -> np.ndarray:
+    """Triangle index (size, size) int64 covering each pixel centre of the UV layout, −1 where none does."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("I", (size, size), 0)
+    draw = ImageDraw.Draw(image)
+    corners = uv[faces] * size  # pixel units, (column, row)
+    for index, triangle in enumerate(corners.tolist()):
+        draw.polygon([tuple(p) for p in triangle], fill=index + 1, outline=index + 1)
+    return np.asarray(image, dtype=np.int64) - 1
+
+
+def barycentric(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Barycentric weights (P, 3) of 2D `points` (P, 2) in `triangles` (P, 3, 2), clamped into the triangle (pixel
+    centres on a shared edge may lie just outside the triangle that was drawn last)."""
+    a, b, c = triangles[:, 0], triangles[:, 1], triangles[:, 2]
+    v0, v1, v2 = b - a, c - a, points - a
+    d00, d01, d11 = (v0 * v0).sum(-1), (v0 * v1).sum(-1), (v1 * v1).sum(-1)
+    d20, d21 = (v2 * v0).sum(-1), (v2 * v1).sum(-1)
+    denom = d00 * d11 - d01 * d01
+    safe = np.where(np.abs(denom) < 1e-20, 1.0, denom)
+    w1 = np.where(np.abs(denom) < 1e-20, 1 / 3, (d11 * d20 - d01 * d21) / safe)
+    w2 = np.where(np.abs(denom) < 1e-20, 1 / 3, (d00 * d21 - d01 * d20) / safe)
+    weights = np.clip(np.stack((1 - w1 - w2, w1, w2), axis=-1), 0.0, None)
+    return weights / weights.sum(-1, keepdims=True).clip(min=1e-12)
+
+
+def dilate(texture: np.ndarray, covered: np.ndarray) -> np.ndarray:
+    """Every uncovered texel (covered (S, S) False) takes the colour of the nearest covered one."""
+    from scipy import ndimage
+
+    _, (rows, cols) = ndimage.distance_transform_edt(~covered, return_indices=True)
+    return texture[rows, cols]
+
+
+def bake_texture(
+    field: DynamicNeRF,
+    mesh: UVMesh,
+    settings: BakeSettings | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """baseColor texture (S, S, 3) uint8 sRGB of `mesh`."""
+    settings = settings or BakeSettings()
+    if settings.size < 16 or settings.samples_per_axis < 1:
+        raise ValueError(f"texture size must be >= 16 and sample counts >= 1, got {settings}")
+    fine = settings.size * settings.samples_per_axis
+    ids = rasterise_uv(mesh.uv, mesh.faces, fine)
+    rows, cols = np.nonzero(ids >= 0)
+    if rows.size == 0:
+        raise ValueError("the UV atlas covers no texel; the mesh is empty or degenerate")
+    triangles = mesh.faces[ids[rows, cols]]
+    centres = np.stack((cols + 0.5, rows + 0.5), axis=-1) / fine
+    weights = barycentric(centres, mesh.uv[triangles])
+    points = np.einsum("pk,pkd->pd", weights, mesh.vertices[triangles])
+    colours = np.empty((len(points), 3), np.float32)
+    starts = range(0, len(points), QUERY_POINTS)
+    for i, start in enumerate(starts):
+        with torch.no_grad():
+            chunk = torch.from_numpy(points[start:start + QUERY_POINTS]).float().to(field.device)
+            colours[start:start + QUERY_POINTS] = field.canonical(chunk)[1].float().cpu().numpy()
+        if progress is not None:
+            progress(i + 1, len(starts))
+    if not np.isfinite(colours).all():
+        raise ValueError("the field's colour has NaN/inf values at the surface; the fit diverged, refit it")
+    s, size = settings.samples_per_axis, settings.size
+    texel = (rows // s) * size + cols // s
+    total = np.stack([np.bincount(texel, colours[:, c], size * size) for c in range(3)], axis=-1)
+    count = np.bincount(texel, minlength=size * size)
+    covered = count > 0
+    total[covered] /= count[covered, None]
+    texture = dilate(total.reshape(size, size, 3), covered.reshape(size, size))
+    return np.clip(np.round(texture * 255), 0, 255).astype(np.uint8)
