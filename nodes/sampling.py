@@ -1,4 +1,4 @@
-"""SV4D2 Sample NVVS: one chunk of T frames × V novel views, sampled through ComfyUI's own sampler stack.
+"""SV4D2 Sample NVVS: one window of T frames × V novel views, sampled through ComfyUI's own sampler stack.
 
 GridGuider (per-latent CFG) + `comfy.samplers` euler + the official EDM sigmas = the official Euler-EDM loop
 (pinned to the golden fixture by tests/host/test_sampling_host.py). Output images are view-major with the input
@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import comfy.model_management as mm
 import comfy.sample
-import comfy.samplers
-import comfy.utils
 import latent_preview
 import torch
 from comfy_api.latest import io
 
 from sv4d_lib import guidance, multiview, sampling, video
-from sv4d_lib.cameras import OrbitCameras
 
-from .guidance import GRID_WIDGET, GridGuider, with_widget_type
+from .common import (
+    check_layout,
+    decode_views,
+    decoding_t_input,
+    grid_input,
+    parse_bounded_spec,
+    run_guider,
+    seed_input,
+    validate_grid,
+)
 from .types import Cameras
 
 
@@ -31,73 +37,6 @@ def conditioning_layout(positive: list, negative: list) -> tuple[int, int]:
     if layouts[0] != layouts[1]:
         raise ValueError(f"positive is for (T, V) = {layouts[0]} but negative for {layouts[1]}; encode them together")
     return layouts[0]
-
-
-def check_layout(model, cameras: OrbitCameras, num_frames: int, num_views: int) -> None:
-    """The conditioning, the cameras and the model must agree on T and V before any compute."""
-    inner = model.model
-    if not hasattr(inner, "sv4d2_num_frames"):
-        raise ValueError("model is not an SV4D 2.0 model: load it with SV4D2 Load Model")
-    model_t, model_v = inner.sv4d2_num_frames, inner.sv4d2_num_views
-    if num_frames != model_t:
-        raise ValueError(
-            f"the model samples {model_t} frames per chunk but SV4D2 Encode Video got {num_frames} frames; give it "
-            f"exactly {model_t} frames (select them with an image-batch node, or use SV4D2 Extend Video for longer "
-            "videos)"
-        )
-    if num_views != model_v or cameras.num_novel_views != model_v:
-        raise ValueError(
-            f"the model samples {model_v} novel views but the cameras have {cameras.num_novel_views} (conditioning: "
-            f"{num_views}); use the {model_v}-view camera preset or a custom list of {model_v} + 1 entries, and "
-            "encode with the same cameras"
-        )
-
-
-def grid_input() -> io.String.Input:
-    """The per-latent CFG grid widget shared by the sampling nodes (JSON STRING, web editor SV4D2_CFG_GRID)."""
-    return with_widget_type(io.String.Input(
-        "grid", default=guidance.DEFAULT_GRID_SPEC, socketless=True,
-        tooltip="CFG scale per (frame, view) as a grid spec JSON (see SV4D2 CFG Grid): official_4v, official_8v "
-        "(use it with the 8-view model) or ramp, plus per-cell overrides.",
-    ), GRID_WIDGET)
-
-
-def seed_input(tooltip: str) -> io.Int.Input:
-    """The noise seed widget of the sampling nodes."""
-    return io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip=tooltip)
-
-
-def decoding_t_input() -> io.Int.Input:
-    """Frames per VAE decode call, shared by the nodes that decode views (`decode_views`)."""
-    return io.Int.Input(
-        "decoding_t", default=4, min=1, max=64,
-        tooltip="Frames per VAE decode call (official: 4); lower it if decoding runs out of memory.",
-    )
-
-
-def validate_grid(grid: str | None) -> bool | str:
-    """Validation-time check of a grid spec (linked values arrive as None and are checked at run time)."""
-    if grid is None:
-        return True
-    try:
-        guidance.parse_grid_spec(grid)
-    except ValueError as error:
-        return str(error)
-    return True
-
-
-def run_guider(model, positive: list, negative: list, scales: torch.Tensor, noise: torch.Tensor,
-               latent: torch.Tensor, sigmas: torch.Tensor, callback) -> torch.Tensor:
-    """GridGuider + `comfy.samplers` euler over `sigmas` = the official Euler-EDM loop with a per-latent CFG grid.
-
-    `callback(step, x0, x, total_steps)` is ComfyUI's sampler callback (progress, previews, interruption).
-    Returns the LATENT samples on the intermediate device.
-    """
-    guider = GridGuider(model, scales)
-    guider.set_conds(positive, negative)
-    samples = guider.sample(noise, latent, comfy.samplers.sampler_object("euler"), sigmas, callback=callback,
-                            disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED)
-    return samples.to(mm.intermediate_device())
 
 
 def sample_latents(model, positive: list, negative: list, scales: torch.Tensor, steps: int, seed: int) -> torch.Tensor:
@@ -114,23 +53,8 @@ def sample_latents(model, positive: list, negative: list, scales: torch.Tensor, 
     return run_guider(model, positive, negative, scales, noise, latent, sampling.edm_sigmas(steps), callback)
 
 
-def decode_views(vae, latents: torch.Tensor, num_views: int, decoding_t: int, on_chunk=None) -> torch.Tensor:
-    """`(T·V, 4, h, w)` → `(V, T, H, W, 3)`, one view at a time in `decoding_t` chunks.
-
-    `on_chunk()` runs after every chunk; by default a progress bar with an interruption check.
-    """
-    if on_chunk is None:
-        bar = comfy.utils.ProgressBar(num_views * -(-latents.shape[0] // num_views // decoding_t))
-
-        def on_chunk() -> None:
-            mm.throw_exception_if_processing_interrupted()
-            bar.update(1)
-
-    return sampling.decode_by_view(lambda z: vae.decode(z)[..., :3], latents, num_views, decoding_t, on_chunk)
-
-
 class SV4D2SampleNVVS(io.ComfyNode):
-    """Samples and decodes one chunk of novel-view videos (T frames × V views)."""
+    """Samples and decodes one window of novel-view videos (T frames × V views)."""
 
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -176,7 +100,7 @@ class SV4D2SampleNVVS(io.ComfyNode):
     ) -> io.NodeOutput:
         num_frames, num_views = conditioning_layout(positive, negative)
         check_layout(model, cameras, num_frames, num_views)
-        scales = guidance.grid_from_spec(guidance.parse_grid_spec(grid), num_frames, num_views, cameras)
+        scales = guidance.grid_from_spec(parse_bounded_spec(grid), num_frames, num_views, cameras)
         concat = positive[0][1]["concat_latent_image"]
         size = concat.shape[-1] * 8
         if frames is not None and tuple(frames.shape[:3]) != (num_frames, size, size):

@@ -5,6 +5,8 @@ from comfy_api.latest import io
 
 from sv4d_lib import video
 
+from .common import interruptible_progress
+
 
 class SV4D2PrepareVideo(io.ComfyNode):
     """Crops, pads and resizes the input video the way the official pipeline does before encoding."""
@@ -46,7 +48,9 @@ class SV4D2PrepareVideo(io.ComfyNode):
 
     @classmethod
     def execute(cls, frames, size: int, mode: str, frame_ratio: float, mask=None) -> io.NodeOutput:
-        return io.NodeOutput(video.prepare_frames(frames, mask, size=size, frame_ratio=frame_ratio, mode=mode))
+        on_frame = interruptible_progress(frames.shape[0])
+        return io.NodeOutput(
+            video.prepare_frames(frames, mask, size=size, frame_ratio=frame_ratio, mode=mode, on_frame=on_frame))
 
 
 NODES = [SV4D2PrepareVideo]

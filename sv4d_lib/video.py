@@ -143,12 +143,13 @@ def prepare_frames(
     size: int = 576,
     frame_ratio: float = 0.9,
     mode: str = "official",
+    on_frame: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """Square model-ready frames `(T, size, size, 3)` in [0, 1] on white (spec §5.2).
 
     mode "official": one crop for the whole video, centred on the image centre (the official script, which
     assumes a centred object); "recentre": each frame's object box is centred (for objects that move across
-    the frame), with one common scale.
+    the frame), with one common scale. `on_frame()` runs after every output frame (progress, interruption).
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
@@ -158,7 +159,12 @@ def prepare_frames(
         raise ValueError(f"frame_ratio (object size / frame size) must lie in [0.1, 1], got {frame_ratio}")
     rgba, objects = to_rgba_u8(frames, mask)
     crops = official_crops(objects) if mode == "official" else recentred_crops(objects)
-    out = np.stack([render_crop(frame, crop, frame_ratio, size) for frame, crop in zip(rgba, crops)])
+    out = []
+    for frame, crop in zip(rgba, crops):
+        out.append(render_crop(frame, crop, frame_ratio, size))
+        if on_frame is not None:
+            on_frame()
+    out = np.stack(out)
     return torch.from_numpy(out).float() / 255.0
 
 
