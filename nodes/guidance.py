@@ -5,45 +5,70 @@ A small route lets the web editor draw exactly the grid the sampler will use wit
 """
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from typing import Any
 
 import torch
 
-import comfy.samplers
 from comfy_api.latest import io
 
 from sv4d_lib import guidance
 from sv4d_lib.cameras import OrbitCameras
 
+from .common import GRID_WIDGET, GridGuider, MAX_SPEC_CHARS, check_grid_size, parse_bounded_spec, with_widget_type
 from .types import Cameras
 
-GRID_WIDGET = "SV4D2_CFG_GRID"
 PREVIEW_ROUTE = "/sv4d2/cfg_grid"
 CAMERA_PRESETS_ROUTE = "/sv4d2/camera_presets"
+MAX_REQUEST_BYTES = 2 * MAX_SPEC_CHARS
 
 
-def with_widget_type(widget: io.String.Input, widget_type: str) -> io.String.Input:
-    """Ask the frontend for a custom widget while the value stays a STRING.
+def check_grid_spec(grid: str | None) -> bool | str:
+    """Validation-time check of a grid spec widget: True, or the problem (linked values arrive as None and are
+    checked at run time). A spec with a 'shape' is computed once, so its overrides and range are checked too."""
+    if grid is None:
+        return True
+    try:
+        spec = parse_bounded_spec(grid)
+        if spec["shape"] is not None:
+            guidance.grid_from_spec(spec, *spec["shape"])
+    except ValueError as error:
+        return str(error)
+    return True
 
-    `extra_dict=` is not accepted by `io.String.Input` on ComfyUI 0.3.75, but the attribute it fills is.
-    """
-    widget.extra_dict["widgetType"] = widget_type
-    return widget
+
+def preview_reply(body: Any) -> dict[str, Any]:
+    """The POST /sv4d2/cfg_grid answer for a parsed request body; raises ValueError/TypeError naming the problem."""
+    if not isinstance(body, dict):
+        raise ValueError("the request body must be a JSON object {grid, num_frames, num_views, azimuths_deg?}")
+    spec = parse_bounded_spec(body.get("grid"))
+    num_frames, num_views = spec["shape"] or (body.get("num_frames"), body.get("num_views"))
+    check_grid_size(num_frames, num_views)
+    azimuths = body.get("azimuths_deg")
+    # the editor sends the azimuths only; elevations do not shape a grid (OrbitCameras refuses NaN/inf angles)
+    cameras = None if azimuths is None else OrbitCameras((0.0,) * len(azimuths), azimuths)
+    scales = guidance.grid_from_spec(spec, num_frames, num_views, cameras)
+    reply = {
+        "num_frames": num_frames, "num_views": num_views, "scales": scales.tolist(),
+        "view_distance": guidance.view_distance(num_views, cameras).tolist(),
+    }
+    if spec["preset"] == "ramp":
+        along_time, along_view = guidance.ramp_profiles(spec["params"], num_frames)
+        reply["profiles"] = {"time": along_time.tolist(), "view": along_view.tolist()}
+    return reply
 
 
-class GridGuider(comfy.samplers.CFGGuider):
-    """CFGGuider with a `(T, V)` scale grid: latent i = (b, t, v) gets `uncond + (cond − uncond)·s[t, v]`."""
-
-    def __init__(self, model_patcher, scales: torch.Tensor):
-        super().__init__(model_patcher)
-        self.scales = scales
-
-    def predict_noise(self, x, timestep, model_options={}, seed=None):  # noqa: B006 (CFGGuider's signature)
-        positive, negative = self.conds.get("positive"), self.conds.get("negative")
-        cond, uncond = comfy.samplers.calc_cond_batch(self.inner_model, [positive, negative], x, timestep, model_options)
-        self.scales = self.scales.to(x.device)  # moved once; a no-op on later steps
-        return guidance.apply_cfg_grid(cond, uncond, self.scales)
+def preview_json(raw: bytes) -> str:
+    """Request bytes → reply JSON text (never NaN/Infinity literals); runs off the event loop."""
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        raise ValueError("the request JSON is nested too deeply") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"the request body is not valid JSON ({error})") from None
+    return json.dumps(preview_reply(body), allow_nan=False)
 
 
 def grid_cfg_function(scales: torch.Tensor):
@@ -114,19 +139,11 @@ class CFGGrid(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, grid: str | None) -> bool | str:
-        if grid is None:  # linked from another node: checked when it runs
-            return True
-        try:
-            spec = guidance.parse_grid_spec(grid)
-            if spec["shape"] is not None:
-                guidance.grid_from_spec(spec, *spec["shape"])
-        except ValueError as error:
-            return str(error)
-        return True
+        return check_grid_spec(grid)
 
     @classmethod
     def execute(cls, model, positive, negative, grid: str, cameras=None) -> io.NodeOutput:
-        spec = guidance.parse_grid_spec(grid)
+        spec = parse_bounded_spec(grid)
         num_frames, num_views = grid_size(model, positive)
         if cameras is not None and cameras.num_novel_views != num_views:
             raise ValueError(
@@ -167,24 +184,14 @@ def register_routes() -> None:
 
     @instance.routes.post(PREVIEW_ROUTE)
     async def preview(request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-            spec = guidance.parse_grid_spec(body.get("grid"))
-            num_frames, num_views = spec["shape"] or (body.get("num_frames"), body.get("num_views"))
-            azimuths = body.get("azimuths_deg")
-            # the editor sends the azimuths only; elevations do not shape a grid
-            cameras = None if azimuths is None else OrbitCameras((0.0,) * len(azimuths), azimuths)
-            scales = guidance.grid_from_spec(spec, num_frames, num_views, cameras)
-            reply = {
-                "num_frames": num_frames, "num_views": num_views, "scales": scales.tolist(),
-                "view_distance": guidance.view_distance(num_views, cameras).tolist(),
-            }
-            if spec["preset"] == "ramp":
-                along_time, along_view = guidance.ramp_profiles(spec["params"], num_frames)
-                reply["profiles"] = {"time": along_time.tolist(), "view": along_view.tolist()}
-        except (ValueError, TypeError, AttributeError) as error:
-            return web.json_response({"error": str(error)}, status=400)
-        return web.json_response(reply)
+        raw = await request.content.read(MAX_REQUEST_BYTES + 1)
+        if len(raw) > MAX_REQUEST_BYTES:
+            return web.json_response({"error": f"the request is larger than {MAX_REQUEST_BYTES} bytes"}, status=400)
+        try:  # computed in a worker thread: the server's event loop (HTTP, websocket) never waits on it
+            reply = await asyncio.get_running_loop().run_in_executor(None, preview_json, raw)
+        except (ValueError, TypeError, AttributeError, RecursionError, MemoryError, RuntimeError) as error:
+            return web.json_response({"error": str(error) or type(error).__name__}, status=400)
+        return web.Response(text=reply, content_type="application/json")
 
     @instance.routes.get(CAMERA_PRESETS_ROUTE)
     async def camera_presets(request: web.Request) -> web.Response:
