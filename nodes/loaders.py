@@ -45,6 +45,8 @@ def checkpoint_options() -> list[str]:
 
 def locate(ckpt_name: str) -> tuple[str, str, str | None]:
     """(folder, file name, full path or None if absent) of a combo entry."""
+    if not isinstance(ckpt_name, str):  # ComfyUI 0.3.75 does not check V3 combo values against their options
+        raise ValueError(f"ckpt_name must be a file name from the list, got {type(ckpt_name).__name__} {ckpt_name!r}")
     folder, _, name = ckpt_name.partition("/")
     if folder not in MODEL_FOLDERS or not name:
         raise ValueError(f"{ckpt_name!r} is not '<checkpoints|diffusion_models>/<file>'; pick a file from the list")

@@ -137,7 +137,7 @@ def inspect_checkpoint(path: str | os.PathLike, variant: str = "auto") -> Checkp
             unet_shapes=unet_shapes,
             unet_dtype=dtypes[unet_prefix + _UNET_PROBE],
             unet_params=sum(math.prod(s) for s in unet_shapes.values()),
-            clip=_clip_config(path, _strip(shapes, CLIP_PREFIX), metadata),
+            clip=_clip_config(path, _strip(shapes, CLIP_PREFIX), metadata, network_config["context_dim"]),
             vae=_vae_config(path, _strip(shapes, COND_VAE_PREFIX), _strip(shapes, DECODER_PREFIX)),
             metadata=metadata,
         )
@@ -224,7 +224,7 @@ def infer_network_config(unet: Mapping[str, tuple[int, ...]], metadata: Mapping[
     level_of = [sum(d < i for d in downsamples) for i in resblocks]
     level_channels = {lv: unet[f"input_blocks.{i}.0.out_layers.3.weight"][0] for i, lv in zip(resblocks, level_of)}
     first_attn = min(attention)
-    num_head_channels = int(metadata.get(META_NUM_HEAD_CHANNELS, OFFICIAL_NUM_HEAD_CHANNELS))
+    num_head_channels = _metadata_count(metadata, META_NUM_HEAD_CHANNELS, OFFICIAL_NUM_HEAD_CHANNELS)
     for channels in {level_channels[level_of[resblocks.index(i)]] for i in attention}:
         if channels % num_head_channels:
             raise ValueError(f"{channels} attention channels do not split into heads of {num_head_channels}; "
@@ -372,16 +372,19 @@ def _input_block_layout(unet: Mapping[str, tuple[int, ...]]) -> tuple[list[int],
     return resblocks, downsamples, attention
 
 
-def _clip_config(path: Path, clip: Mapping[str, tuple[int, ...]], metadata: Mapping[str, str]) -> ClipConfig | None:
+def _clip_config(path: Path, clip: Mapping[str, tuple[int, ...]], metadata: Mapping[str, str],
+                 context_dim: int) -> ClipConfig | None:
+    """The CLIP tower's sizes; every `visual.*` tensor must have its architecture shape and the image embedding
+    must have the UNet's context width (it is the UNet's cross-attention context)."""
     if _CLIP_PROBE not in clip:
         return None
     width, _, patch, _ = clip[_CLIP_PROBE]
     grid = math.isqrt(clip["visual.positional_embedding"][0] - 1)
-    heads = int(metadata.get(META_CLIP_NUM_HEADS, width // OFFICIAL_CLIP_HEAD_WIDTH))
+    heads = _metadata_count(metadata, META_CLIP_NUM_HEADS, width // OFFICIAL_CLIP_HEAD_WIDTH)
     if heads < 1 or width % heads:
         raise ValueError(f"{path.name}: CLIP width {width} does not split into {heads} heads; record the head count "
                          f"in the '{META_CLIP_NUM_HEADS}' metadata")
-    return ClipConfig(
+    config = ClipConfig(
         width=width,
         layers=_count(clip, "visual.transformer.resblocks."),
         heads=heads,
@@ -390,6 +393,43 @@ def _clip_config(path: Path, clip: Mapping[str, tuple[int, ...]], metadata: Mapp
         image_size=grid * patch,
         output_dim=clip["visual.proj"][1],
     )
+    visual = {k: v for k, v in clip.items() if k.startswith("visual.")}
+    check_state_dict_shapes(visual, clip_visual_shapes(config), path, "CLIP image encoder")
+    if config.output_dim != context_dim:
+        raise ValueError(
+            f"{path.name}: the CLIP image embedding has {config.output_dim} channels but the UNet's cross-attention "
+            f"takes {context_dim}; the CLIP and UNet parts come from different models. Re-download the file from "
+            f"{HF_REPO_ID}"
+        )
+    return config
+
+
+def clip_visual_shapes(config: ClipConfig) -> dict[str, tuple[int, ...]]:
+    """Every tensor of an OpenCLIP vision tower (`visual.*`, open_clip names) → its shape.
+
+    Written out rather than taken from a host model: the shapes are plain arithmetic of the config, and ComfyUI
+    converts these tensors (e.g. transposes `proj`) in ways that hide a wrong shape.
+    """
+    w, mlp = config.width, config.mlp_width
+    tokens = (config.image_size // config.patch_size) ** 2 + 1
+    shapes = {
+        "visual.conv1.weight": (w, 3, config.patch_size, config.patch_size),
+        "visual.class_embedding": (w,),
+        "visual.positional_embedding": (tokens, w),
+        "visual.proj": (w, config.output_dim),
+    }
+    for norm in ("ln_pre", "ln_post"):
+        shapes.update({f"visual.{norm}.weight": (w,), f"visual.{norm}.bias": (w,)})
+    for i in range(config.layers):
+        block = f"visual.transformer.resblocks.{i}."
+        shapes.update({
+            block + "ln_1.weight": (w,), block + "ln_1.bias": (w,), block + "ln_2.weight": (w,), block + "ln_2.bias": (w,),
+            block + "attn.in_proj_weight": (3 * w, w), block + "attn.in_proj_bias": (3 * w,),
+            block + "attn.out_proj.weight": (w, w), block + "attn.out_proj.bias": (w,),
+            block + "mlp.c_fc.weight": (mlp, w), block + "mlp.c_fc.bias": (mlp,),
+            block + "mlp.c_proj.weight": (w, mlp), block + "mlp.c_proj.bias": (w,),
+        })
+    return shapes
 
 
 def _vae_config(path: Path, encoder: Mapping[str, tuple[int, ...]],
@@ -414,7 +454,76 @@ def _vae_config(path: Path, encoder: Mapping[str, tuple[int, ...]],
     if any(k.startswith("encoder.down.") and ".attn." in k for k in encoder) or decoder["conv_out.weight"][1] != ch:
         raise ValueError(f"{path.name}: the VAE has attention outside its middle block or a decoder of another width "
                          f"than its encoder; this is not the SV4D 2.0 KL-f8 VAE")
-    return VaeConfig(ddconfig=ddconfig, embed_dim=encoder["quant_conv.weight"][0] // 2)
+    config = VaeConfig(ddconfig=ddconfig, embed_dim=encoder["quant_conv.weight"][0] // 2)
+    expected_encoder, expected_decoder = vae_architecture_shapes(config)
+    used = {k: v for k, v in encoder.items() if k.startswith(("encoder.", "quant_conv."))}  # its decoder is unused
+    check_state_dict_shapes(used, expected_encoder, path, "VAE encoder")
+    check_state_dict_shapes(decoder, expected_decoder, path, "VAE decoder")
+    return config
+
+
+def vae_architecture_shapes(config: VaeConfig) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
+    """Tensor shapes of the KL autoencoder parts the pack reads: the encoder (`encoder.*`, `quant_conv.*`) and the
+    decoder (keys without a prefix), in the standard `ldm` layout, from `config`.
+
+    Written out rather than taken from a host model: ComfyUI builds its VAE and loads the weights in one step, so a
+    wrong shape would only surface as a raw `load_state_dict` size-mismatch error.
+    """
+    dd = config.ddconfig
+    ch, mult, blocks, z = dd["ch"], dd["ch_mult"], dd["num_res_blocks"], dd["z_channels"]
+
+    def conv(name: str, out: int, inp: int, k: int) -> dict[str, tuple[int, ...]]:
+        return {f"{name}.weight": (out, inp, k, k), f"{name}.bias": (out,)}
+
+    def norm(name: str, c: int) -> dict[str, tuple[int, ...]]:
+        return {f"{name}.weight": (c,), f"{name}.bias": (c,)}
+
+    def resnet(name: str, inp: int, out: int) -> dict[str, tuple[int, ...]]:
+        shapes = {**norm(f"{name}.norm1", inp), **conv(f"{name}.conv1", out, inp, 3), **norm(f"{name}.norm2", out),
+                  **conv(f"{name}.conv2", out, out, 3)}
+        return {**shapes, **conv(f"{name}.nin_shortcut", out, inp, 1)} if inp != out else shapes
+
+    def middle(name: str, c: int) -> dict[str, tuple[int, ...]]:
+        attn = {**norm(f"{name}.attn_1.norm", c),
+                **{k: v for part in "qkv" for k, v in conv(f"{name}.attn_1.{part}", c, c, 1).items()},
+                **conv(f"{name}.attn_1.proj_out", c, c, 1)}
+        return {**resnet(f"{name}.block_1", c, c), **attn, **resnet(f"{name}.block_2", c, c)}
+
+    enc = conv("encoder.conv_in", ch, dd["in_channels"], 3)
+    c = ch
+    for level, m in enumerate(mult):
+        for b in range(blocks):
+            enc.update(resnet(f"encoder.down.{level}.block.{b}", c, ch * m))
+            c = ch * m
+        if level != len(mult) - 1:
+            enc.update(conv(f"encoder.down.{level}.downsample.conv", c, c, 3))
+    enc.update({**middle("encoder.mid", c), **norm("encoder.norm_out", c),
+                **conv("encoder.conv_out", 2 * z if dd["double_z"] else z, c, 3),
+                **conv("quant_conv", 2 * config.embed_dim, 2 * z, 1)})
+    c = ch * mult[-1]
+    dec = {**conv("conv_in", c, z, 3), **middle("mid", c)}
+    for level in reversed(range(len(mult))):
+        for b in range(blocks + 1):
+            dec.update(resnet(f"up.{level}.block.{b}", c, ch * mult[level]))
+            c = ch * mult[level]
+        if level != 0:
+            dec.update(conv(f"up.{level}.upsample.conv", c, c, 3))
+    dec.update({**norm("norm_out", c), **conv("conv_out", dd["out_ch"], c, 3)})
+    return enc, dec
+
+
+def _metadata_count(metadata: Mapping[str, str], key: str, default: int) -> int:
+    """A positive whole number recorded in the safetensors metadata under `key`; `default` where it is absent."""
+    text = metadata.get(key)
+    if text is None:
+        return default
+    value = int(text) if isinstance(text, str) and text.strip().isdigit() else 0
+    if value < 1:
+        raise ValueError(
+            f"the checkpoint metadata '{key}' = {text!r} is not a positive whole number; correct it, or remove it to "
+            f"use the official value"
+        )
+    return value
 
 
 def _count(shapes: Mapping[str, object], prefix: str) -> int:
