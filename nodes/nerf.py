@@ -170,7 +170,13 @@ class SV4D2SyntheticScene(io.ComfyNode):
 
     @classmethod
     def execute(cls, cameras, frames: int, width: int, height: int) -> io.NodeOutput:
-        scene = render_scene(cameras, frames, width, height)
+        bar = comfy.utils.ProgressBar(cameras.num_views_total * frames)
+
+        def on_rays(done: int, total: int) -> None:
+            mm.throw_exception_if_processing_interrupted()
+            bar.update_absolute(done, total)
+
+        scene = render_scene(cameras, frames, width, height, callback=on_rays)
         return io.NodeOutput(join_views(scene.rgb), join_views(scene.mask))
 
 
