@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from . import fused_cpu
 from .blocks import AlphaBlender, Device
 from .embeddings import Operations, embedding_mlp, timestep_embedding
 
@@ -63,7 +64,13 @@ def _chunked(fn: Callable[[int, int], torch.Tensor], total: int, chunk: int | No
 
 
 class SelfAttention(nn.Module):
-    """Official `CrossAttention` used as self-attention (keys `to_q`, `to_k`, `to_v`, `to_out.0`)."""
+    """Official `CrossAttention` used as self-attention (keys `to_q`, `to_k`, `to_v`, `to_out.0`).
+
+    `add_to` is the residual form used by the blocks; with `cpu_fast_paths` on fp32 CPU it runs one QKV projection
+    (the three weights concatenated at each call) and fuses the residual add into `to_out` (see `fused_cpu`).
+    """
+
+    cpu_fast_paths = True
 
     def __init__(
         self,
@@ -96,10 +103,26 @@ class SelfAttention(nn.Module):
             )
             return self.to_out(out)
 
-        per_call = None
-        if self.chunk_tokens is not None:
-            per_call = max(1, min(MAX_ATTENTION_BATCH, self.chunk_tokens // x.shape[1]))
-        return _chunked(run, x.shape[0], per_call)
+        return _chunked(run, x.shape[0], self._sequences_per_call(x))
+
+    def _sequences_per_call(self, x: torch.Tensor) -> int | None:
+        if self.chunk_tokens is None:
+            return None
+        return max(1, min(MAX_ATTENTION_BATCH, self.chunk_tokens // x.shape[1]))
+
+    def add_to(self, residual: torch.Tensor, x: torch.Tensor, transformer_options: dict | None = None) -> torch.Tensor:
+        """`residual + self(x)`, residual and x `(S, L, dim)`."""
+        out_layer = self.to_out[0]
+        if not (self.cpu_fast_paths and fused_cpu.applies(x, self.to_q, self.to_k, self.to_v, out_layer)):
+            return residual + self(x, transformer_options)
+        qkv_weight = torch.cat([self.to_q.weight, self.to_k.weight, self.to_v.weight])
+
+        def run(start: int, end: int) -> torch.Tensor:
+            q, k, v = F.linear(x[start:end], qkv_weight).chunk(3, dim=-1)
+            out = self.attention_fn(q, k, v, self.heads, transformer_options=transformer_options)
+            return fused_cpu.linear_add(out, out_layer, residual[start:end])
+
+        return _chunked(run, x.shape[0], self._sequences_per_call(x))
 
 
 class SingleTokenCrossAttention(nn.Module):
@@ -144,7 +167,13 @@ class GEGLU(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """Official gated `FeedForward(dim, mult=4, glu=True)` (keys `net.0.proj`, `net.2`), run in token chunks."""
+    """Official gated `FeedForward(dim, mult=4, glu=True)` (keys `net.0.proj`, `net.2`), run in token chunks.
+
+    `add_to` is the residual form used by the blocks; with `cpu_fast_paths` on fp32 CPU it runs as three fused
+    oneDNN calls (`fused_cpu.geglu_feed_forward_add`).
+    """
+
+    cpu_fast_paths = True
 
     def __init__(
         self,
@@ -166,6 +195,18 @@ class FeedForward(nn.Module):
         tokens = x.reshape(-1, x.shape[-1])
         return _chunked(lambda s, e: self.net(tokens[s:e]), tokens.shape[0], self.chunk_tokens).reshape(x.shape)
 
+    def add_to(self, residual: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """`residual + self(x)` for x and residual of the same shape `(..., dim)`."""
+        proj, out = self.net[0].proj, self.net[2]
+        if not (self.cpu_fast_paths and fused_cpu.applies(x, proj, out)):
+            return residual + self(x)
+        tokens, residual_tokens = x.reshape(-1, x.shape[-1]), residual.reshape(-1, x.shape[-1])
+
+        def run(start: int, end: int) -> torch.Tensor:
+            return fused_cpu.geglu_feed_forward_add(tokens[start:end], proj, out, residual_tokens[start:end])
+
+        return _chunked(run, tokens.shape[0], self.chunk_tokens).reshape(residual.shape)
+
 
 class SingleTokenContextBlock(nn.Module):
     """Base of the two transformer blocks: pre-LayerNorm residual layers whose cross-attention `attn2` sees a
@@ -174,6 +215,7 @@ class SingleTokenContextBlock(nn.Module):
 
     LAYERS: tuple[str, ...] = ()
     attn2: SingleTokenCrossAttention
+    cpu_fast_paths = True
 
     def __init__(
         self,
@@ -205,6 +247,10 @@ class SingleTokenContextBlock(nn.Module):
         S/G consecutive sequences. With one key the result cannot depend on the queries, so neither norm2 nor
         the attention is computed (see `SingleTokenCrossAttention`)."""
         value = self.attn2(context)
+        if self.cpu_fast_paths and fused_cpu.applies(x, self.attn2.to_v, self.attn2.to_out[0]):
+            # In place: x is always the fresh output of the block's previous residual layer.
+            x.view(value.shape[0], -1, x.shape[-1]).add_(value[:, None])
+            return x
         return (x.reshape(value.shape[0], -1, x.shape[-1]) + value[:, None]).reshape(x.shape)
 
 
@@ -218,9 +264,9 @@ class SpatialTransformerBlock(SingleTokenContextBlock):
         self, x: torch.Tensor, context: torch.Tensor, transformer_options: dict | None = None
     ) -> torch.Tensor:
         """x `(S, L, dim)`; context `(G, context_dim)`, one token per block of S/G consecutive sequences."""
-        x = x + self.attn1(self.norm1(x), transformer_options)
+        x = self.attn1.add_to(x, self.norm1(x), transformer_options)
         x = self.cross_attention(x, context)
-        return x + self.ff(self.norm3(x))
+        return self.ff.add_to(x, self.norm3(x))
 
 
 class TimeMixBlock(SingleTokenContextBlock):
@@ -237,10 +283,10 @@ class TimeMixBlock(SingleTokenContextBlock):
         self, x: torch.Tensor, context: torch.Tensor, transformer_options: dict | None = None
     ) -> torch.Tensor:
         """x `(S, L, dim)`; context `(G, context_dim)`, one token per block of S/G consecutive sequences."""
-        x = x + self.ff_in(self.norm_in(x))
-        x = x + self.attn1(self.norm1(x), transformer_options)
+        x = self.ff_in.add_to(x, self.norm_in(x))
+        x = self.attn1.add_to(x, self.norm1(x), transformer_options)
         x = self.cross_attention(x, context)
-        return x + self.ff(self.norm3(x))
+        return self.ff.add_to(x, self.norm3(x))
 
 
 def to_view_sequences(x: torch.Tensor, batch: int, num_frames: int, num_views: int) -> torch.Tensor:

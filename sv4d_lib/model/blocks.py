@@ -9,9 +9,11 @@ import functools
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from . import fused_cpu
 from .embeddings import Operations
 
 Device = torch.device | str | None
@@ -62,10 +64,13 @@ class AlphaBlender(nn.Module):
         super().__init__()
         self.mix_factor = nn.Parameter(torch.full((1,), float(merge_factor), device=device, dtype=torch.float32))
 
-    def forward(self, x_spatial: torch.Tensor, x_temporal: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x_spatial: torch.Tensor, x_temporal: torch.Tensor, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`out`: optional destination (any strides), which saves a copy when the caller wants another layout."""
         # `.to(device)` keeps it working when ComfyUI leaves un-managed parameters on the offload device.
         alpha = torch.sigmoid(self.mix_factor.to(x_spatial.device, torch.float32)).to(x_spatial.dtype)
-        return torch.lerp(x_temporal, x_spatial, alpha)
+        return torch.lerp(x_temporal, x_spatial, alpha, out=out)
 
 
 class ResBlock(nn.Module):
@@ -73,7 +78,11 @@ class ResBlock(nn.Module):
 
     `dims=2` is the per-image block. `dims=3` is the temporal block of `VideoResBlock` (official
     `exchange_temb_dims=True`): it runs on `(B, C, T', h, w)` with an emb of shape `(B, T', emb_channels)`.
+    With `cpu_fast_paths` on fp32 CPU inference, activations and sums run in place and the temporal convolutions
+    as 2-D ones (`fused_cpu.time_conv`).
     """
+
+    cpu_fast_paths = True
 
     def __init__(
         self,
@@ -111,6 +120,8 @@ class ResBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        if self.cpu_fast_paths and fused_cpu.applies(x, self.in_layers[2], self.out_layers[3], self.emb_layers[1]):
+            return self._forward_in_place(x, emb)
         h = self.in_layers(x)
         emb_out = self.emb_layers(emb).type(h.dtype)
         if x.ndim == 5:
@@ -119,6 +130,15 @@ class ResBlock(nn.Module):
             emb_out = emb_out[:, :, None, None]
         h = self.out_layers(h + emb_out)
         return self.skip_connection(x) + h
+
+    def _forward_in_place(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """`forward` for fp32 CPU inference: the same operations, each activation written over its input."""
+        conv = fused_cpu.time_conv if x.ndim == 5 else (lambda inputs, layer: layer(inputs))
+        h = conv(F.silu(self.in_layers[0](x), inplace=True), self.in_layers[2])
+        emb_out = self.emb_layers(emb)
+        h += rearrange(emb_out, "b t c -> b c t 1 1") if x.ndim == 5 else emb_out[:, :, None, None]
+        h = conv(F.silu(self.out_layers[0](h), inplace=True), self.out_layers[3])
+        return h.add_(self.skip_connection(x))
 
 
 class VideoResBlock(ResBlock):
@@ -150,8 +170,14 @@ class VideoResBlock(ResBlock):
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, num_video_frames: int) -> torch.Tensor:
         """x `(B·T·V, C, h, w)`, emb `(B·T·V, emb_channels)`, num_video_frames = T·V."""
-        h2d = rearrange(super().forward(x, emb), "(b t) c h w -> b c t h w", t=num_video_frames)
+        h2d_flat = super().forward(x, emb)
+        h2d = rearrange(h2d_flat, "(b t) c h w -> b c t h w", t=num_video_frames)
         h3d = self.time_mix_blocks(h2d, rearrange(emb, "(b t) c -> b t c", t=num_video_frames))
+        if self.cpu_fast_paths and fused_cpu.applies(h3d):
+            # Blend straight into the (b t) layout instead of blending, then copying.
+            out = torch.empty_like(h2d_flat)
+            self.time_mixer(h2d, h3d, out=rearrange(out, "(b t) c h w -> b c t h w", t=num_video_frames))
+            return out
         return rearrange(self.time_mixer(h2d, h3d), "b c t h w -> (b t) c h w")
 
 

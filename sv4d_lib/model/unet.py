@@ -68,7 +68,10 @@ class SV4D2UNet(nn.Module):
     `use_3d_attention=True` is the 4-view model, False the 8-view model (identical weights layout).
     `operations` supplies the layer classes (ComfyUI's `comfy.ops`); `attention_fn(q, k, v, heads, **kw)` replaces
     the self-attention kernel (e.g. ComfyUI's `optimized_attention`); `chunk_tokens` bounds the tokens per
-    attention/feed-forward call (`None`: no chunking).
+    attention/feed-forward call (`None`: no chunking). `cpu_fast_paths` (default on) lets fp32 CPU inference use
+    fused oneDNN kernels and in-place updates (`fused_cpu`; same outputs within ~1e-6, same weights and keys); it
+    has no effect on other devices, dtypes or under autograd. `set_cpu_fast_paths(False)` gives the plain
+    reference computation.
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class SV4D2UNet(nn.Module):
         operations: Operations = nn,
         attention_fn: AttentionFn = attention,
         chunk_tokens: int | None = DEFAULT_CHUNK_TOKENS,
+        cpu_fast_paths: bool = True,
         **official_options: Any,
     ) -> None:
         super().__init__()
@@ -170,6 +174,13 @@ class SV4D2UNet(nn.Module):
             nn.SiLU(),
             operations.Conv2d(model_channels, out_channels, 3, padding=1, **kw),
         )
+        self.set_cpu_fast_paths(cpu_fast_paths)
+
+    def set_cpu_fast_paths(self, enabled: bool) -> None:
+        """Switch the fused fp32 CPU kernels on or off in every layer that has them."""
+        for module in self.modules():
+            if hasattr(module, "cpu_fast_paths"):
+                module.cpu_fast_paths = enabled
 
     def forward(
         self,
