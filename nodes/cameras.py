@@ -7,7 +7,7 @@ from comfy_api.latest import io
 
 from sv4d_lib.cameras import OrbitCameras
 
-from .guidance import with_widget_type
+from .common import with_widget_type
 from .types import Cameras
 
 CAMERA_WIDGET = "SV4D2_CAMERAS_EDITOR"

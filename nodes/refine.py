@@ -15,8 +15,8 @@ from comfy_api.latest import io
 from sv4d_lib import extend
 from sv4d_lib.multiview import join_views, split_views
 
+from .common import validate_grid
 from .common import model_inputs, plan_video, window_host, window_inputs, windows_output
-from .sampling import validate_grid
 from .types import Cameras
 
 

@@ -126,7 +126,7 @@ def test_without_frames_view0_is_the_vae_reconstruction(host):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"count": 5}, "the model samples 12 frames per chunk"),
+        ({"count": 5}, "the model samples 12 frames per window"),
         ({"preset": "8v"}, "the model samples 4 novel views"),
     ],
 )

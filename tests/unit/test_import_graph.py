@@ -1,4 +1,4 @@
-"""Import structure: `sv4d_lib` imports form no cycle; node modules do not import each other.
+"""Import structure: `sv4d_lib` imports form no cycle; node modules do not import each other and do nothing on import.
 
 The graphs are read from the source with `ast`, so imports inside functions (lazy) and under `TYPE_CHECKING` count
 too: a cycle they hide is still two modules that know each other.
@@ -137,3 +137,30 @@ def test_sv4d_lib_has_no_import_cycle():
     found = cycles(graph)
     assert not found, "import cycles in sv4d_lib (make the imports one-way):\n" + "\n".join(
         describe(graph, path) for path in found)
+
+
+def node_modules() -> dict[str, Path]:
+    """The modules of `nodes/` that define nodes (a top-level `NODES` list)."""
+    found = {}
+    for name, path in package_modules("nodes").items():
+        tree = ast.parse(path.read_text())
+        if any(isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "NODES" for t in n.targets)
+               for n in tree.body):
+            found[name] = path
+    return found
+
+
+def test_node_modules_import_no_other_node_module():
+    graph, defining = import_graph("nodes"), node_modules()
+    assert {"nodes.sampling", "nodes.extend", "nodes.guidance"} <= set(defining)
+    crossing = [f"{name} imports {target} (line {line})" for name in defining
+                for target, line in graph[name].items() if target in defining]
+    assert not crossing, "node modules must share helpers through nodes/common.py, not import each other:\n" + (
+        "\n".join(crossing))
+
+
+def test_importing_a_node_module_runs_nothing():
+    """No top-level calls (e.g. registering HTTP routes): the extension (nodes/__init__.py) registers routes."""
+    calls = [f"{name}:{n.lineno}" for name, path in node_modules().items()
+             for n in ast.parse(path.read_text()).body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)]
+    assert not calls, f"node modules call functions at import time: {calls}"
