@@ -1,8 +1,9 @@
 """The CFG grid and camera editors in the real ComfyUI frontend (headless Chromium).
 
-One page for the whole module: a workflow with SV4D2 Cameras → SV4D2 CFG Grid (+ a core KSampler) is loaded,
-then edited with the mouse the way an artist would; every check reads what the frontend would queue
-(`app.graphToPrompt()`) and compares the drawn grid with `sv4d_lib.guidance`.
+One page for the whole module; before each test a fresh workflow with SV4D2 Cameras → SV4D2 CFG Grid (+ a core
+KSampler) is loaded, so the tests do not depend on their order. It is edited with the mouse the way an artist
+would; every check reads what the frontend would queue (`app.graphToPrompt()`) and compares the drawn grid with
+`sv4d_lib.guidance`.
 """
 from __future__ import annotations
 
@@ -47,12 +48,18 @@ BUILD_WORKFLOW = """async () => {
 
 
 @pytest.fixture(scope="module")
-def page(browser, browser_server):
+def module_page(browser, browser_server):
     page = open_comfy(browser, browser_server)
-    page.evaluate(BUILD_WORKFLOW)
-    wait_served(page)
     yield page
     page.close()
+
+
+@pytest.fixture()
+def page(module_page):
+    """The module's page with the test workflow freshly loaded."""
+    module_page.evaluate(BUILD_WORKFLOW)
+    wait_served(module_page)
+    return module_page
 
 
 def wait_served(page):
@@ -167,12 +174,13 @@ def test_dragging_ramp_handles_changes_the_queued_grid(page):
     before = queued_grid(page)
     assert before == {"preset": "ramp", "params": {"min": 1.5, "time_max": 2.0, "view_max": 2.0,
                                                    "time_easing": "linear", "view_easing": "linear"},
-                      "shape": [5, 8]}
-    page.locator(".sv4d2-grid .sv4d2-number").nth(0).fill("12")
-    page.locator(".sv4d2-grid .sv4d2-number").nth(1).fill("4")
-    page.locator(".sv4d2-grid .sv4d2-number").nth(1).dispatch_event("change")
-    page.wait_for_function(f"() => JSON.parse({GRID_EDITOR}.text).shape.join() === '12,4'")
-    wait_served(page)
+                      "shape": [12, 4]}
+    for frames, views in ((5, 8), (12, 4)):  # the frames × views inputs reshape the grid
+        page.locator(".sv4d2-grid .sv4d2-number").nth(0).fill(str(frames))
+        page.locator(".sv4d2-grid .sv4d2-number").nth(1).fill(str(views))
+        page.locator(".sv4d2-grid .sv4d2-number").nth(1).dispatch_event("change")
+        page.wait_for_function(f"() => JSON.parse({GRID_EDITOR}.text).shape.join() === '{frames},{views}'")
+        wait_served(page)
 
     rise = handle_drag(page, "time", "time_max", -40)
     after = queued_grid(page)
@@ -217,6 +225,8 @@ def test_click_drag_overrides_a_cell_and_double_click_clears_it(page, screenshot
 
 
 def test_values_survive_save_and_reload(page):
+    drag(page, page.evaluate(f"() => {GRID_EDITOR}.cellClientPoint(3, 1)"), 0, -50)
+    wait_served(page)
     text = editor(page)["text"]
     saved = page.evaluate("() => app.graph.serialize()")
     grid_node = next(n for n in saved["nodes"] if n["type"] == "SV4D2CFGGrid")
