@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 JOB_FILE = "_job.json"
@@ -33,7 +33,6 @@ class Job:
     input: str
     overrides: tuple[str, ...]
     fingerprint: str
-    fields: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 def find_inputs(spec: str) -> list[dict[str, str]]:
@@ -105,7 +104,7 @@ def make_jobs(workflow: dict, inputs: list[dict[str, str]], overrides: list[str]
         owners[name] = row["input"]
         fields = {**row, "name": name}
         rendered = [render(item, fields) for item in overrides]
-        jobs.append(Job(name, row["input"], tuple(rendered), fingerprint(workflow, rendered), fields))
+        jobs.append(Job(name, row["input"], tuple(rendered), fingerprint(workflow, rendered)))
     return jobs
 
 

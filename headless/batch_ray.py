@@ -9,6 +9,7 @@ per-job deadline.
 """
 from __future__ import annotations
 
+import socket
 import time
 from collections import deque
 from pathlib import Path
@@ -59,6 +60,7 @@ def run_ray(jobs: list[Job], config: dict, address: str, *, workers: int | None,
             on_start: Callable[[Job, dict], None], on_record: Callable[[Job, dict], None]) -> None:
     """Run `jobs` on the Ray cluster at `address`; every job ends in exactly one `on_record` call."""
     ray = import_ray()
+    _check_reachable(address)
     # Ray ships this package (a few .py files) to every node; ComfyUI and the pack must be installed there.
     ray.init(address=address, runtime_env={"py_modules": [str(PACKAGE)]}, log_to_driver=False,
              logging_level="WARNING")
@@ -144,6 +146,18 @@ def _dispatch(ray, jobs, actors, job_timeout, retries, probe_overrides, on_start
                 on_record(job, {"job": job.name, "input": job.input, "status": "failed",
                                 "error": "no Ray worker left (all were lost); rerun to resume"})
             pending.clear()
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast on a wrong HOST:PORT (ray.init would retry for minutes); 'auto' and ray:// are Ray's to resolve."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as error:
+        raise RuntimeError(f"no Ray head answers at {address} ({error}): start one with `ray start --head "
+                           "--port=6379` or fix --ray HOST:PORT (see docs/scale.md)") from error
 
 
 def _describe(worker: dict) -> str:

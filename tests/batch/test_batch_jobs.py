@@ -11,7 +11,8 @@ import pytest
 
 from headless.batch_jobs import JOB_FILE, BatchError, completed, find_inputs, make_jobs
 
-REPO = Path(__file__).resolve().parents[2]
+from .conftest import REPO, free_port, require_ray
+
 WORKFLOW = {"1": {"class_type": "LoadVideo", "inputs": {"file": "x.mp4"}, "_meta": {"title": "Load Video"}}}
 
 
@@ -112,3 +113,15 @@ def test_ray_stays_optional(tmp_path, clips):
                             text=True, timeout=120)
     assert result.returncode == 2, result.stderr
     assert "--ray needs Ray" in result.stderr and "pip install 'sv4d2[ray]'" in result.stderr
+
+
+def test_a_ray_address_without_a_head_fails_fast(tmp_path, clips):
+    require_ray()
+    workflow = tmp_path / "workflow.json"
+    workflow.write_text(json.dumps(WORKFLOW))
+    address = f"127.0.0.2:{free_port()}"
+    result = subprocess.run([sys.executable, "-m", "headless.batch", str(workflow), "--inputs", str(clips),
+                             "--output", str(tmp_path / "out"), "--ray", address], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert f"no Ray head answers at {address}" in result.stderr and "ray start --head" in result.stderr
