@@ -16,7 +16,6 @@ import comfy.samplers
 import comfy.utils
 import latent_preview
 import torch
-import torch.nn.functional as F
 from comfy_api.latest import io
 
 from sv4d_lib import conditioning, guidance, sampling, video, windows
@@ -87,11 +86,7 @@ class WindowProgress:
 
     def window_done(self, videos: torch.Tensor) -> None:
         """`videos` `(V', T, H, W, 3)`: the window's frames of every view."""
-        grid = video.tile_grid(videos)[0]
-        scale = min(1.0, latent_preview.MAX_PREVIEW_RESOLUTION / max(grid.shape[:2]))
-        if scale < 1.0:  # the host's preview size limit
-            size = (max(1, int(grid.shape[0] * scale)), max(1, int(grid.shape[1] * scale)))
-            grid = F.interpolate(grid.movedim(-1, 0)[None], size, mode="area")[0].movedim(0, -1)
+        grid = video.fit_within(video.tile_grid(videos)[0], latent_preview.MAX_PREVIEW_RESOLUTION)
         image = latent_preview.preview_to_image(grid, do_scale=False)
         self.window += 1
         preview = ("JPEG", image, latent_preview.MAX_PREVIEW_RESOLUTION)

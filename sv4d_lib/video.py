@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 logger = logging.getLogger(__name__)
@@ -172,6 +173,15 @@ def tile_grid(videos: torch.Tensor) -> torch.Tensor:
     """`(V', F, H, W, C)` → one image `(1, V'·H, F·W, C)`: a row per view, a column per frame (for previews)."""
     views, frames, h, w, c = videos.shape
     return videos.permute(0, 2, 1, 3, 4).reshape(1, views * h, frames * w, c)
+
+
+def fit_within(image: torch.Tensor, max_side: int) -> torch.Tensor:
+    """`(H, W, C)` image shrunk (area filter, aspect kept) so that its longer side is at most `max_side`."""
+    scale = min(1.0, max_side / max(image.shape[:2]))
+    if scale == 1.0:
+        return image
+    size = (max(1, int(image.shape[0] * scale)), max(1, int(image.shape[1] * scale)))
+    return F.interpolate(image.movedim(-1, 0)[None], size, mode="area")[0].movedim(0, -1)
 
 
 def check_finite(images: torch.Tensor, what: str) -> None:

@@ -125,3 +125,12 @@ def test_recentre_names_frames_without_object():
     frames = dark_box(white_frames(3), 40, 40, 60, 60, frame=1)
     with pytest.raises(ValueError, match=r"frame\(s\) \[0, 2\]"):
         video.prepare_frames(frames, mode="recentre")
+
+
+def test_fit_within_shrinks_the_longer_side_and_keeps_small_images():
+    image = torch.rand(40, 100, 3)
+    assert video.fit_within(image, 100) is image
+    small = video.fit_within(image, 50)
+    assert small.shape == (20, 50, 3)
+    # area filter: each output pixel is the mean of a 2×2 block
+    torch.testing.assert_close(small[0, 0], image[:2, :2].mean(dim=(0, 1)))
