@@ -9,6 +9,7 @@ never each other.
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 import comfy.model_management as mm
@@ -370,3 +371,25 @@ def interruptible_progress(total: int) -> Callable[[], None]:
         bar.update(1)
 
     return step
+
+
+# File names get "_<counter>_vNNN.mp4" and, while written, a temporary ".<…>.<8 hex>.tmp" around them; most file
+# systems allow 255 bytes per name.
+MAX_PREFIX_NAME_BYTES = 200
+
+
+def check_filename_prefix(prefix) -> str | None:
+    """Why an output `filename_prefix` ("<sub/folders/>name") cannot be used, or None if it can."""
+    if not isinstance(prefix, str):
+        return f"filename_prefix must be text, got {type(prefix).__name__}"
+    if "\0" in prefix:
+        return "filename_prefix contains a NUL character; remove it"
+    name = os.path.basename(os.path.normpath(prefix.strip())) if prefix.strip() else ""
+    if not name or name.startswith("."):
+        return (f"filename_prefix {prefix!r} gives no visible file name (empty, or starting with '.'); give a name "
+                "such as 'sv4d2/views'")
+    too_long = [part for part in prefix.replace("\\", "/").split("/") if len(part.encode()) > MAX_PREFIX_NAME_BYTES]
+    if too_long:
+        return (f"filename_prefix part {too_long[0][:40]!r}… is {len(too_long[0].encode())} bytes long; file names "
+                f"are limited to 255 bytes, so keep each part of the prefix under {MAX_PREFIX_NAME_BYTES}")
+    return None

@@ -11,31 +11,11 @@ from sv4d_lib.atomic import atomic_files
 from sv4d_lib.multiview import split_views
 from sv4d_lib.video import check_finite, check_video, write_video
 
-from .common import interruptible_progress
+from .common import check_filename_prefix, interruptible_progress
 from .types import Cameras
 
 
-# File names get "_<counter>_vNNN.mp4" and, while written, a temporary ".<…>.<8 hex>.tmp" around them; most file
-# systems allow 255 bytes per name.
-MAX_PREFIX_NAME_BYTES = 200
 FPS_RANGE = (0.1, 120.0)
-
-
-def check_filename_prefix(prefix) -> str | None:
-    """Why an output `filename_prefix` ("<sub/folders/>name") cannot be used, or None if it can."""
-    if not isinstance(prefix, str):
-        return f"filename_prefix must be text, got {type(prefix).__name__}"
-    if "\0" in prefix:
-        return "filename_prefix contains a NUL character; remove it"
-    name = os.path.basename(os.path.normpath(prefix.strip())) if prefix.strip() else ""
-    if not name or name.startswith("."):
-        return (f"filename_prefix {prefix!r} gives no visible file name (empty, or starting with '.'); give a name "
-                "such as 'sv4d2/views'")
-    too_long = [part for part in prefix.replace("\\", "/").split("/") if len(part.encode()) > MAX_PREFIX_NAME_BYTES]
-    if too_long:
-        return (f"filename_prefix part {too_long[0][:40]!r}… is {len(too_long[0].encode())} bytes long; file names "
-                f"are limited to 255 bytes, so keep each part of the prefix under {MAX_PREFIX_NAME_BYTES}")
-    return None
 
 
 def check_fps(fps) -> str | None:
