@@ -1,18 +1,20 @@
-"""SV4D2UNet forward time and peak memory, optimised vs an official-style baseline; writes docs/bench_unet.md.
+"""SV4D2UNet forward: our CPU fast paths vs the unoptimised reference computation, side by side in one run;
+full-size FLOPs and activation memory traced on `meta`. Writes docs/bench_unet.md.
 
-Usage: `python bench/bench_unet.py [--cases tiny,mid,full-4v,full-8v]`. Three parts:
-1. CPU cases (tiny, mid): measured time and peak tensor memory;
-2. full-size cases traced on the `meta` device (no compute, seconds, runs anywhere): FLOPs and peak activation
-   memory of the production forward, fp16;
-3. full-size cases measured on CUDA, fp16 and bf16, when a GPU is available.
-Parts 1 and 2 take about 1.5 minutes on an idle 2-core machine.
+Usage: `python bench/bench_unet.py [--cases mc64,mc128,full-4v,full-8v] [--repeats 3]` (about 5 minutes of CPU
+time; wall time grows with the load of a shared machine). `full-4v`/`full-8v` are traced on `meta` in seconds.
 
-Modes:
-* `optimised`: the library as shipped (single-token cross-attention as `to_out(to_v(ctx))`, token chunking);
-* `baseline`: what the official code computes: every query sequence gets its own copy of its context token and
-  the cross-attention runs as real softmax attention (`to_q`, `to_k`, scores, softmax); feed-forward layers are
-  unchunked, GroupNorm32 upcasts whole tensors to float32, and attention batches are split only at 2^15
-  sequences, like the official xformers path.
+Modes, both on the same network instance, weights and inputs:
+* `ours`: the library as shipped (single-token cross-attention as `to_out(to_v(ctx))`, and on fp32 CPU the fused
+  oneDNN feed-forward, fused QKV projection, fused residual adds, in-place activations, 2-D temporal convolutions:
+  `sv4d_lib.model.fused_cpu`);
+* `reference`: what the official code computes, unoptimised: CPU fast paths off, every query sequence gets its own
+  copy of its context token and the cross-attention runs as real softmax attention (`to_q`, `to_k`, scores,
+  softmax), GroupNorm32 upcasts whole tensors (no effect in fp32). Feed-forward chunking never engages at the CPU
+  sizes (fewer than 2^16 tokens per layer); the meta trace runs the reference unchunked.
+
+Timing (CPU): one torch thread; reference and ours alternate, `--repeats` times each, and the table reports the
+medians of process CPU time (less disturbed than wall time by other jobs on shared cores) and of wall time.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import contextlib
 import datetime
 import os
 import platform
+import statistics
 import sys
 import time
 import weakref
@@ -38,16 +41,15 @@ sys.path.insert(0, str(REPO))
 from sv4d_lib.model import SV4D2UNet, attention, blocks  # noqa: E402
 from sv4d_lib.model.attention import MAX_ATTENTION_BATCH, SingleTokenContextBlock  # noqa: E402
 
-# name: (network overrides, B, T, V, latent size, device)
+# name: (network overrides, B, T, V, latent side, device); production context (1024) and head size (64), fewer
+# channels. mc64 at 24² latents is the configuration of issue #15; mc128 runs at 16² to keep the run short.
 CASES: dict[str, tuple[dict, int, int, int, int, str]] = {
-    # the golden tiny config (spec §9.4)
-    "tiny": (dict(model_channels=32, adm_in_channels=128, context_dim=64, num_head_channels=16), 2, 12, 4, 16, "cpu"),
-    # production context and head sizes, a fifth of the channels
-    "mid": (dict(model_channels=64, adm_in_channels=256, num_head_channels=64), 2, 12, 4, 16, "cpu"),
-    "full-4v": (dict(), 2, 12, 4, 72, "cuda"),
-    "full-8v": (dict(use_3d_attention=False), 2, 5, 8, 72, "cuda"),
+    "mc64": (dict(model_channels=64, adm_in_channels=256), 2, 12, 4, 24, "cpu"),
+    "mc128": (dict(model_channels=128, adm_in_channels=512), 2, 12, 4, 16, "cpu"),
+    "full-4v": (dict(), 2, 12, 4, 72, "meta"),
+    "full-8v": (dict(use_3d_attention=False), 2, 5, 8, 72, "meta"),
 }
-MODES = ("optimised", "baseline")
+MODES = ("reference", "ours")
 
 
 def baseline_cross_attention(self: SingleTokenContextBlock, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
@@ -62,16 +64,19 @@ def baseline_cross_attention(self: SingleTokenContextBlock, x: torch.Tensor, con
 
 
 @contextlib.contextmanager
-def mode_patch(mode: str) -> Iterator[None]:
-    """Baseline: official cross-attention, and GroupNorm32 upcasting whole tensors (no per-sample chunks)."""
+def mode(net: SV4D2UNet, name: str) -> Iterator[None]:
+    """Run `net` as `name`: the reference switches the CPU fast paths off and patches in the official
+    cross-attention and whole-tensor GroupNorm32 upcasting; everything is restored on exit."""
     original = SingleTokenContextBlock.cross_attention, blocks.GROUP_NORM_CHUNK_ELEMENTS
-    if mode == "baseline":
+    if name == "reference":
         SingleTokenContextBlock.cross_attention = baseline_cross_attention
         blocks.GROUP_NORM_CHUNK_ELEMENTS = 2**62
+    net.set_cpu_fast_paths(name == "ours")
     try:
         yield
     finally:
         SingleTokenContextBlock.cross_attention, blocks.GROUP_NORM_CHUNK_ELEMENTS = original
+        net.set_cpu_fast_paths(True)
 
 
 class PeakTensorMemory(TorchDispatchMode):
@@ -110,14 +115,11 @@ def fused_attention_stub(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, head
     return torch.empty_like(q)
 
 
-def build(
-    case: str, mode: str, dtype: torch.dtype, device: str | None = None, **options
-) -> tuple[SV4D2UNet, dict, dict]:
-    overrides, batch, frames, views, size, case_device = CASES[case]
-    device = device or case_device
-    chunking = {"chunk_tokens": 2**62} if mode == "baseline" else {}
+def build(case: str, dtype: torch.dtype = torch.float32, **options) -> tuple[SV4D2UNet, dict, dict]:
+    """Random-weight network N(0, 0.02) and random inputs of `case`, on the case's device."""
+    overrides, batch, frames, views, size, device = CASES[case]
     torch.manual_seed(0)
-    net = SV4D2UNet(**overrides, **chunking, **options, device="meta", dtype=dtype)
+    net = SV4D2UNet(**overrides, **options, device="meta", dtype=dtype)
     if device != "meta":
         net = net.to_empty(device=device)
         with torch.no_grad():
@@ -140,64 +142,56 @@ def build(
 
 
 @torch.no_grad()
-def measure(case: str, mode: str, dtype: torch.dtype) -> dict:
-    net, inputs, counts = build(case, mode, dtype)
-    device = CASES[case][5]
-    with mode_patch(mode):
-        if device == "cuda":  # warm-up, then best of 3; peak over the timed runs, above weights and inputs
-            net(**inputs, **counts)
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-            times = []
-            for _ in range(3):
-                start = time.perf_counter()
-                out = net(**inputs, **counts)
-                torch.cuda.synchronize()
-                times.append(time.perf_counter() - start)
-            wall, cpu, peak = min(times), None, torch.cuda.max_memory_allocated() - base
-        else:  # best of 2 timed runs, then one run under the tensor-memory tracker
-            walls, cpus = [], []
-            for _ in range(2):
+def side_by_side(case: str, repeats: int) -> dict:
+    """Reference and ours alternating on one network; medians of CPU and wall time, max |Δ| of the outputs."""
+    net, inputs, counts = build(case)
+    cpu: dict[str, list[float]] = {m: [] for m in MODES}
+    wall: dict[str, list[float]] = {m: [] for m in MODES}
+    outputs: dict[str, torch.Tensor] = {}
+    for _ in range(repeats):
+        for name in MODES:
+            with mode(net, name):
                 start, cpu_start = time.perf_counter(), time.process_time()
-                out = net(**inputs, **counts)
-                walls.append(time.perf_counter() - start)
-                cpus.append(time.process_time() - cpu_start)
-            wall, cpu = min(walls), min(cpus)
-            with PeakTensorMemory() as tracker:
-                net(**inputs, **counts)
-            peak = tracker.peak
+                outputs[name] = net(**inputs, **counts)
+                wall[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - cpu_start)
+            print(f"{case} {name}: {cpu[name][-1]:.2f} s CPU, {wall[name][-1]:.2f} s wall", flush=True)
+    for name, out in outputs.items():
+        if not torch.isfinite(out).all():
+            raise RuntimeError(f"{case}: the {name} forward produced non-finite values")
+    median = {m: (statistics.median(cpu[m]), statistics.median(wall[m])) for m in MODES}
     return dict(
-        case=case, mode=mode, device=device, dtype=str(dtype).removeprefix("torch."), wall=wall, cpu=cpu,
-        peak_mib=peak / 2**20, params_m=sum(p.numel() for p in net.parameters()) / 1e6,
-        shape=tuple(inputs["x"].shape), output=out.float().cpu(),
+        case=case, shape=tuple(inputs["x"].shape), params_m=sum(p.numel() for p in net.parameters()) / 1e6,
+        median=median, samples=cpu, speedup=median["reference"][0] / median["ours"][0],
+        max_abs_diff=(outputs["ours"] - outputs["reference"]).abs().max().item(),
+        max_abs_out=outputs["reference"].abs().max().item(),
     )
 
 
 @torch.no_grad()
-def trace(case: str, mode: str, dtype: torch.dtype = torch.float16) -> dict:
-    """FLOPs and peak activation memory of one forward, on `meta` tensors (shapes only)."""
-    with mode_patch(mode):
-        net, inputs, counts = build(case, mode, dtype, device="meta")
-        with FlopCounterMode(display=False) as flops:
-            net(**inputs, **counts)
-        net, inputs, counts = build(case, mode, dtype, device="meta", attention_fn=fused_attention_stub)
-        with PeakTensorMemory() as tracker:
-            net(**inputs, **counts)
-    return dict(case=case, mode=mode, dtype=str(dtype).removeprefix("torch."), shape=tuple(inputs["x"].shape),
+def trace(case: str, name: str, dtype: torch.dtype = torch.float16) -> dict:
+    """FLOPs and peak activation memory of one full-size forward, on `meta` tensors (shapes only)."""
+    unchunked = {"chunk_tokens": 2**62} if name == "reference" else {}
+    net, inputs, counts = build(case, dtype, **unchunked)
+    with mode(net, name), FlopCounterMode(display=False) as flops:
+        net(**inputs, **counts)
+    net, inputs, counts = build(case, dtype, attention_fn=fused_attention_stub, **unchunked)
+    with mode(net, name), PeakTensorMemory() as tracker:
+        net(**inputs, **counts)
+    return dict(case=case, mode=name, dtype=str(dtype).removeprefix("torch."), shape=tuple(inputs["x"].shape),
                 tflops=flops.get_total_flops() / 1e12, peak_gib=tracker.peak / 2**30)
 
 
 def trace_table(rows: list[dict]) -> list[str]:
     lines = [
-        "| case | dtype | x shape | mode | TFLOP per forward | peak activation memory (GiB) | FLOPs vs optimised "
-        "| memory vs optimised |",
+        "| case | dtype | x shape | mode | TFLOP per forward | peak activation memory (GiB) | FLOPs vs ours "
+        "| memory vs ours |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    reference = {r["case"]: r for r in rows if r["mode"] == "optimised"}
+    ours = {r["case"]: r for r in rows if r["mode"] == "ours"}
     for r in rows:
-        ref = reference[r["case"]]
-        ratios = ("1 (ref)", "1 (ref)") if r is ref else (
+        ref = ours[r["case"]]
+        ratios = ("1", "1") if r is ref else (
             f"{r['tflops'] / ref['tflops']:.3f}x", f"{r['peak_gib'] / ref['peak_gib']:.2f}x"
         )
         lines.append(
@@ -207,33 +201,34 @@ def trace_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def machine() -> str:
-    gpu = f"GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "no CUDA device"
-    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, {gpu}, torch {torch.__version__}"
-
-
-def table(rows: list[dict]) -> list[str]:
+def speed_table(rows: list[dict]) -> list[str]:
     lines = [
-        "| case | device | dtype | x shape | params (M) | mode | wall (s) | CPU time (s) | peak memory (MiB) "
-        "| time vs optimised | memory vs optimised | max abs diff vs optimised |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| case | x shape | params (M) | reference CPU s | ours CPU s | **speed-up (CPU time)** | reference wall s "
+        "| ours wall s | max abs diff | max abs output | CPU s per run, reference / ours |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    reference = {(r["case"], r["dtype"]): r for r in rows if r["mode"] == "optimised"}
     for r in rows:
-        ref = reference[(r["case"], r["dtype"])]
-        timing = "cpu" if r["device"] == "cpu" else "wall"  # CPU time is less disturbed by other jobs
-        ratios = ("1 (ref)", "1 (ref)", "")
-        if r is not ref:
-            ratios = (
-                f"{r[timing] / ref[timing]:.2f}x", f"{r['peak_mib'] / ref['peak_mib']:.2f}x",
-                f"{(r['output'] - ref['output']).abs().max().item():.1e}",
-            )
-        cpu = "" if r["cpu"] is None else f"{r['cpu']:.2f}"
+        (ref_cpu, ref_wall), (our_cpu, our_wall) = r["median"]["reference"], r["median"]["ours"]
+        runs = " / ".join(", ".join(f"{t:.1f}" for t in r["samples"][m]) for m in MODES)
         lines.append(
-            f"| {r['case']} | {r['device']} | {r['dtype']} | {r['shape']} | {r['params_m']:.1f} | {r['mode']} | "
-            f"{r['wall']:.2f} | {cpu} | {r['peak_mib']:.0f} | " + " | ".join(ratios) + " |"
+            f"| {r['case']} | {r['shape']} | {r['params_m']:.1f} | {ref_cpu:.2f} | {our_cpu:.2f} | "
+            f"**{r['speedup']:.2f}x** | {ref_wall:.2f} | {our_wall:.2f} | {r['max_abs_diff']:.1e} | "
+            f"{r['max_abs_out']:.2f} | {runs} |"
         )
     return lines
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return f"{platform.system()} {cpu}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
+
+
+def load_average() -> str:
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -241,64 +236,70 @@ def main() -> None:
     torch.set_num_threads(1)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of " + ", ".join(CASES))
+    parser.add_argument("--repeats", type=int, default=3, help="timed forwards per mode (alternating)")
     parser.add_argument("--out", default=str(REPO / "docs" / "bench_unet.md"))
     args = parser.parse_args()
     cases = args.cases.split(",")
-    skipped = [c for c in cases if CASES[c][5] == "cuda" and not torch.cuda.is_available()]
-    traced = [trace(case, mode) for case in cases if CASES[case][5] == "cuda" for mode in MODES]
-    for row in traced:
-        print(row, flush=True)
-    rows = []
-    for case in (c for c in cases if c not in skipped):
-        dtypes = (torch.float32,) if CASES[case][5] == "cpu" else (torch.float16, torch.bfloat16)
-        for dtype in dtypes:
-            for mode in MODES:
-                rows.append(measure(case, mode, dtype))
-                print({k: v for k, v in rows[-1].items() if k != "output"}, flush=True)
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        parser.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    load_before = load_average()
+    traced = [trace(case, name) for case in cases if CASES[case][5] == "meta" for name in MODES]
+    rows = [side_by_side(case, args.repeats) for case in cases if CASES[case][5] == "cpu"]
+    load_after = load_average()
     lines = [
         "# SV4D2UNet forward benchmark",
         "",
-        f"Generated by `bench/bench_unet.py` on {datetime.date.today().isoformat()}: {machine()}.",
+        f"Generated by `bench/bench_unet.py` on {datetime.datetime.now().isoformat(timespec='minutes')}: "
+        f"{machine()}, {torch.get_num_threads()} torch thread; load average (1 / 5 / 15 min) {load_before} at the "
+        f"start, {load_after} at the end (other jobs share the cores).",
         "",
-        "Random weights N(0, 0.02); inputs in the UNet's (b, t, v) layout; B = 2 (the CFG batch).",
-        "`optimised` is the library; `baseline` is the official computation (cross-attention as real attention on a",
-        "per-sequence copy of its context token, no feed-forward chunking, GroupNorm32 upcasting whole tensors).",
+        "## CPU: ours vs the unoptimised reference, side by side",
         "",
-        "* CPU: one torch thread, best of 2 forwards; the time ratio uses process CPU time, which other jobs sharing",
-        "  the cores disturb less than wall time. Peak memory = peak bytes of live tensors created by the forward (a",
-        "  third run under a dispatch-mode tracker; weights, inputs and kernel scratch excluded).",
-        "* CUDA: best of 3 forwards after a warm-up; peak memory = `max_memory_allocated` minus the weights and",
-        "  inputs.",
+        "One network per case, random weights N(0, 0.02), B = 2 (the CFG batch), T = 12 frames × V = 4 views, fp32",
+        "(latent side in the x shape). `reference` = the official computation without our optimisations (real",
+        "single-token cross-attention, unfused feed-forward and projections, Conv3d); `ours` = the library as shipped",
+        f"(`sv4d_lib.model.fused_cpu`). The two alternate, {args.repeats} forwards each; medians. Speed-up = reference",
+        "CPU time / ours (process CPU time, one thread: what other jobs on the cores disturb least).",
         "",
-        *table(rows),
+        *speed_table(rows),
         "",
         "## Full size, traced on the meta device",
         "",
         "The production forward (B = 2, 72² latents, fp16) run on `meta` tensors: no data, exact shapes. FLOPs from",
         "`torch.utils.flop_counter.FlopCounterMode` (matmuls, convolutions, attention); peak activation memory =",
         "peak bytes of live tensors created by the forward, with attention modelled as a fused kernel that",
-        "allocates only its output (weights, 4.0 GB in fp16, excluded).",
+        "allocates only its output (weights, 4.0 GB in fp16, excluded). The reference also runs unchunked.",
         "",
         *trace_table(traced),
         "",
         "## Where the differences come from",
         "",
-        "* Single-token cross-attention (`to_out(to_v(ctx))`): no `norm2`/`to_q` over every token, no `to_k`/`to_v`",
-        "  over a per-sequence copy of the context (the 4-view 3-D attention pairs each of its ~10^5 sequences per",
-        "  block with its own copy of a 1024-d CLIP token), no scores or softmax. This is the FLOP difference.",
-        "* Memory: feed-forward layers run in chunks of 2^16 tokens, GroupNorm32 upcasts a few samples at a time",
-        "  instead of the whole tensor (the widest decoder input is 96×960×72² at full size), and the UNet frees",
-        "  temporaries (e.g. each concatenated skip input) right after the layer that reads them. The baseline keeps",
-        "  that early freeing, so the official code's peak is higher still.",
-        "* At the CPU cases' 16² latents no layer reaches 2^16 tokens, so chunking never engages and the shortcut",
-        "  saves a few percent of the work: CPU time and memory differ by less than the noise of a shared machine.",
-        "  Outputs agree (last column): softmax over one key is exactly 1.",
+        "* Fused feed-forward (the largest share of the CPU time): `Linear → GEGLU → Linear` + residual becomes three",
+        "  oneDNN calls (`torch.ops.mkldnn._linear_pointwise`): the gate projection with GELU (erf) applied in the",
+        "  matmul's output loop, the value projection multiplied by it in the same way, the output projection with",
+        "  the residual add. The unfused layers run GELU and the product on strided halves of the 8·C-wide",
+        "  projection and allocate three more 4·C-wide tensors per call.",
+        "* Self-attention: one QKV projection (the three weights concatenated at each call; never cached, so patched",
+        "  weights are honoured), `to_out` with the residual add fused; the single-token cross-attention adds in place.",
+        "* ResBlocks: SiLU and the emb/skip sums in place; the temporal Conv3d (kernel 3×1×1, which torch's CPU",
+        "  backend runs with a slow unfolding kernel) as the equivalent 2-D convolution over (T·V, h·w); the",
+        "  α-blend written straight into the (b·t) layout instead of blend-then-copy.",
+        "* Single-token cross-attention `to_out(to_v(ctx))`: no `norm2`/`to_q` over every token, no `to_k`/`to_v`",
+        "  over a per-sequence copy of the context, no scores or softmax (softmax over one key is exactly 1). This",
+        "  is the whole FLOP difference of the trace; it applies on every device.",
+        "* Memory (trace): feed-forward layers run in chunks of 2^16 tokens, GroupNorm32 upcasts a few samples at a",
+        "  time, temporaries are freed right after the layer that reads them.",
+        "* The fused CPU kernels apply to fp32 CPU inference with plain weights only (not under autograd, not for",
+        "  ComfyUI layers that cast or patch weights at call time); everything else runs the reference layers.",
+        "  GPU figures: `bench/gpu_acceptance.py` (docs/benchmarks.md).",
         "",
     ]
-    if skipped:
-        lines += [f"Not run (no CUDA device here): {', '.join(skipped)} (full size, fp16 and bf16, 72² latents).", ""]
-    Path(args.out).write_text("\n".join(lines))
-    print(f"wrote {args.out}")
+    out = Path(args.out)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines))
+    tmp.replace(out)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -314,7 +314,9 @@ def section(rows: list[dict], device: torch.device, total: float, tiny: bool) ->
 
     lines = [
         SECTION_START,
-        f"## GPU acceptance run ({'tiny CPU smoke configuration, not a GPU figure' if tiny else 'full size'})",
+        "## GPU acceptance run",
+        "",
+        f"Configuration: {'tiny CPU smoke configuration, not a GPU figure' if tiny else 'full size'}.",
         "",
         f"Written by `bench/gpu_acceptance.py` on {datetime.datetime.now().isoformat(timespec='minutes')}: "
         f"{device_name(device)}, torch {torch.__version__}; whole run {total:.0f} s. Random UNet/VAE weights; peak "

@@ -331,6 +331,54 @@ def from_frame_sequences(seqs: torch.Tensor, batch: int, num_frames: int, num_vi
     return rearrange(seqs, "(b v p) t c -> (b t v) p c", b=batch, t=num_frames, v=num_views)
 
 
+def mix_in_sequence_layout(
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    layout: str,
+    counts: tuple[int, int, int],
+    run: Callable[[torch.Tensor], torch.Tensor],
+    mixer: AlphaBlender,
+) -> torch.Tensor:
+    """`mixer(x, from_seqs(run(to_seqs(x + offset))))` in two passes over x instead of four: the sum is written
+    straight into the sequence layout and the blend reads the block's output straight from it.
+
+    x `(B·T·V, P, C)`; layout "view" (`to_view_sequences`), "3d" (`to_3d_attention_sequences`) or "frame"
+    (`to_frame_sequences`); offset: the view embedding `(B, V, C)` ("view", "3d") or the frame embedding `(T, C)`.
+    Both tensors are addressed through one 5-D index grid that is a plain view of x and of the sequences.
+    """
+    batch, frames, views = counts
+    pixels, channels = x.shape[1:]
+    if layout == "frame":
+        grid = (batch, frames, views, pixels, channels)
+        seq_shape = (batch * views * pixels, frames, channels)
+        offset_grid = offset[None, :, None, None]
+
+        def in_grid(seqs: torch.Tensor) -> torch.Tensor:
+            return seqs.view(batch, views, pixels, frames, channels).permute(0, 3, 1, 2, 4)
+    elif layout == "view":
+        grid = (batch, frames, views, pixels, channels)
+        seq_shape = (batch * frames * pixels, views, channels)
+        offset_grid = offset[:, None, :, None]
+
+        def in_grid(seqs: torch.Tensor) -> torch.Tensor:
+            return seqs.view(batch, frames, pixels, views, channels).permute(0, 1, 3, 2, 4)
+    else:  # "3d": sequence (b, g, t) holds flat (v, p) rows g·V .. g·V + V − 1 of frame t, so the grid is (B, T, P, V)
+        grid = (batch, frames, pixels, views, channels)
+        seq_shape = (batch * pixels * frames, views, channels)
+        offset_grid = offset[:, :, None].expand(-1, -1, pixels, -1).reshape(batch, 1, pixels, views, channels)
+
+        def in_grid(seqs: torch.Tensor) -> torch.Tensor:
+            return seqs.view(batch, pixels, frames, views, channels).permute(0, 2, 1, 3, 4)
+    x_grid = x.view(grid)
+    seqs = x.new_empty(seq_shape)
+    torch.add(x_grid, offset_grid, out=in_grid(seqs))
+    y = run(seqs)
+    del seqs
+    out = torch.empty_like(x)
+    mixer(x_grid, in_grid(y), out=out.view(grid))
+    return out
+
+
 class SpatialViewFrameTransformer(nn.Module):
     """Official `PostHocSpatialTransformerWithTimeMixingAndMotion` ("ST+M"), depth 1: spatial → view → frame.
 
@@ -340,7 +388,11 @@ class SpatialViewFrameTransformer(nn.Module):
       and `time_mix_time_embed` (view embedding = MLP of the UNet emb of frame 0);
     * `motion_blocks.0`: **frame** mixing (`TimeMixBlock`, context = 4-d reference-view latent at the pixel), with
       `time_mixer_motion` (α_frame) and `time_mix_motion_embed` (frame-index embedding).
+
+    With `cpu_fast_paths` on fp32 CPU, the view and frame mixings use `mix_in_sequence_layout`.
     """
+
+    cpu_fast_paths = True
 
     def __init__(
         self,
@@ -400,8 +452,8 @@ class SpatialViewFrameTransformer(nn.Module):
         # 1. Spatial: each image attends over its pixels; images (b, t, ·) share the CLIP token of frame t.
         x = self.transformer_blocks[0](x, clip_tokens, transformer_options)
         # 2-3. View then frame mixing, each blended with the stream it started from.
-        x = self.time_mixer(x, self.view_mixing(x, emb, clip_tokens, counts, transformer_options))
-        x = self.time_mixer_motion(x, self.frame_mixing(x, cond_view, (height, width), counts, transformer_options))
+        x = self.view_mixing(x, emb, clip_tokens, counts, transformer_options)
+        x = self.frame_mixing(x, cond_view, (height, width), counts, transformer_options)
         x = rearrange(self.proj_out(x), "n (h w) c -> n c h w", h=height)
         return x + x_in
 
@@ -413,7 +465,8 @@ class SpatialViewFrameTransformer(nn.Module):
         counts: tuple[int, int, int],
         transformer_options: dict | None,
     ) -> torch.Tensor:
-        """View TimeMixBlock on `x + view embedding`, output in x's layout `(B·T·V, P, C)`.
+        """View TimeMixBlock on `x + view embedding`, blended with x by `time_mixer` (α_view); x's layout
+        `(B·T·V, P, C)`.
 
         The view embedding is the MLP of the UNet emb of **frame 0** of each view (the official block receives the
         UNet emb as its `cam` argument, spec §2.3). Sequences: `to_3d_attention_sequences` for the 4-view model,
@@ -421,15 +474,21 @@ class SpatialViewFrameTransformer(nn.Module):
         """
         batch, frames, views = counts
         emb_view = self.time_mix_time_embed(emb.reshape(batch, frames, views, -1)[:, 0])  # (B, V, C)
+        block = self.time_mix_blocks[0]
+        if self.cpu_fast_paths and fused_cpu.applies(x):
+            return mix_in_sequence_layout(
+                x, emb_view, "3d" if self.use_3d_attention else "view", counts,
+                lambda seqs: block(seqs, clip_tokens, transformer_options), self.time_mixer,
+            )
         to_seqs, from_seqs = (
             (to_3d_attention_sequences, from_3d_attention_sequences)
             if self.use_3d_attention
             else (to_view_sequences, from_view_sequences)
         )
         seqs = to_seqs((x.unflatten(0, counts) + emb_view[:, None, :, None]).flatten(0, 2), *counts)
-        y = self.time_mix_blocks[0](seqs, clip_tokens, transformer_options)
+        y = block(seqs, clip_tokens, transformer_options)
         del seqs  # free it before the inverse rearrange allocates
-        return from_seqs(y, *counts)
+        return self.time_mixer(x, from_seqs(y, *counts))
 
     def frame_mixing(
         self,
@@ -439,15 +498,22 @@ class SpatialViewFrameTransformer(nn.Module):
         counts: tuple[int, int, int],
         transformer_options: dict | None,
     ) -> torch.Tensor:
-        """Frame TimeMixBlock on `x + frame-index embedding`, output in x's layout `(B·T·V, P, C)`.
+        """Frame TimeMixBlock on `x + frame-index embedding`, blended with x by `time_mixer_motion` (α_frame); x's
+        layout `(B·T·V, P, C)`.
 
         The frame index is chunk-relative (0..T−1). Each (b, v, pixel) sequence's single context token is the
         reference-view latent `cond_view[b, v]` at that pixel, bilinearly resized to this level.
         """
         frame_index = torch.arange(counts[1], device=x.device)
         emb_frame = self.time_mix_motion_embed(timestep_embedding(frame_index, x.shape[-1]).to(x.dtype))  # (T, C)
-        ref_latents = F.interpolate(cond_view.to(x.dtype), size, mode="bilinear")
+        ref_latents = rearrange(F.interpolate(cond_view.to(x.dtype), size, mode="bilinear"), "bv c h w -> (bv h w) c")
+        block = self.motion_blocks[0]
+        if self.cpu_fast_paths and fused_cpu.applies(x):
+            return mix_in_sequence_layout(
+                x, emb_frame, "frame", counts, lambda seqs: block(seqs, ref_latents, transformer_options),
+                self.time_mixer_motion,
+            )
         seqs = to_frame_sequences((x.unflatten(0, counts) + emb_frame[:, None, None]).flatten(0, 2), *counts)
-        y = self.motion_blocks[0](seqs, rearrange(ref_latents, "bv c h w -> (bv h w) c"), transformer_options)
+        y = block(seqs, ref_latents, transformer_options)
         del seqs  # free it before the inverse rearrange allocates
-        return from_frame_sequences(y, *counts)
+        return self.time_mixer_motion(x, from_frame_sequences(y, *counts))

@@ -5,7 +5,7 @@ residual-add passes over the 4·C-wide activations as in the matrix products; on
 inside the matmul's output loop (`_linear_pointwise`: `act(x·Wᵀ + b)`; `.binary`: `(x·Wᵀ + b) ∘ other`). Same
 arithmetic, one pass: outputs stay within ~1e-6 of the unfused layers.
 
-When: only for fp32 CPU tensors without autograd (the kernels have no backward) and layers that hold plain weights.
+When: only for fp32 CPU tensors with gradients off (the kernels have no backward) and layers with plain weights.
 ComfyUI's `comfy.ops` layers qualify unless they cast or patch their weights at call time (`comfy_cast_weights`,
 `weight_function`, `bias_function`: low-VRAM streaming, fp8, on-the-fly LoRA) — then the layer itself must run, so
 the unfused path is taken. Weights are read at every call, never cached, so in-place weight patches are honoured
@@ -35,13 +35,13 @@ def _plain_weights(layer: nn.Module) -> bool:
 
 
 def applies(x: torch.Tensor, *layers: nn.Module) -> bool:
-    """True when the fused CPU path may replace `layers` on input x (fp32 CPU inference, plain weights)."""
+    """True when the fused CPU path may replace `layers` on input x: fp32 CPU tensors under `torch.no_grad` or
+    `torch.inference_mode` (the fused kernels and `out=` writes have no autograd), layers with plain weights."""
     return (
         _FUSED_AVAILABLE
         and x.device.type == "cpu"
         and x.dtype == torch.float32
-        and not (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for m in layers for p in
-                                                                       m.parameters(recurse=False))))
+        and not torch.is_grad_enabled()
         and all(_plain_weights(layer) for layer in layers)
     )
 

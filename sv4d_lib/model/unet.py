@@ -70,7 +70,7 @@ class SV4D2UNet(nn.Module):
     the self-attention kernel (e.g. ComfyUI's `optimized_attention`); `chunk_tokens` bounds the tokens per
     attention/feed-forward call (`None`: no chunking). `cpu_fast_paths` (default on) lets fp32 CPU inference use
     fused oneDNN kernels and in-place updates (`fused_cpu`; same outputs within ~1e-6, same weights and keys); it
-    has no effect on other devices, dtypes or under autograd. `set_cpu_fast_paths(False)` gives the plain
+    has no effect on other devices, dtypes or with gradients enabled. `set_cpu_fast_paths(False)` gives the plain
     reference computation.
     """
 

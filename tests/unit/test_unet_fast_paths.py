@@ -1,14 +1,17 @@
 """The fused fp32 CPU paths (`sv4d_lib.model.fused_cpu`) against the reference layers they replace."""
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sv4d_lib.model import fused_cpu
-from sv4d_lib.model.attention import FeedForward, SelfAttention, SpatialViewFrameTransformer
-from sv4d_lib.model.blocks import VideoResBlock
+from sv4d_lib.model import attention
+from sv4d_lib.model.attention import FeedForward, SelfAttention, SpatialViewFrameTransformer, mix_in_sequence_layout
+from sv4d_lib.model.blocks import AlphaBlender, VideoResBlock
 
 from .unet_tiny import tiny_inputs, tiny_unet
 
@@ -48,6 +51,34 @@ def test_fast_paths_match_the_reference_computation(use_3d_attention, fused_call
     assert fused_calls["time_conv"] == 2 * res_blocks  # both convolutions of every temporal ResBlock
     assert (reference - fast).abs().max() <= 1e-5 * max(1.0, reference.abs().max().item())
     assert reference.abs().max() > 0.1  # a real output, not a vanishing one
+
+
+SEQUENCES = {
+    "view": ("to_view_sequences", "from_view_sequences"),
+    "3d": ("to_3d_attention_sequences", "from_3d_attention_sequences"),
+    "frame": ("to_frame_sequences", "from_frame_sequences"),
+}
+
+
+@pytest.mark.parametrize("layout", list(SEQUENCES))
+@pytest.mark.parametrize("pixels", [16, 9])  # 9: P not divisible by V, 3-D groups straddle views
+def test_mixing_in_sequence_layout_matches_the_rearranged_sequences(layout, pixels):
+    torch.manual_seed(0)
+    counts = (2, 3, 4)  # B, T, V
+    x = torch.randn(24, pixels, 5)
+    offset = torch.randn(3, 5) if layout == "frame" else torch.randn(2, 4, 5)
+    module = sys.modules[attention.__module__]
+    to_seqs, from_seqs = (getattr(module, name) for name in SEQUENCES[layout])
+    shift = offset[:, None, None] if layout == "frame" else offset[:, None, :, None]
+    mixer = AlphaBlender(0.3)
+
+    def run(seqs: torch.Tensor) -> torch.Tensor:  # depends on which rows share a sequence
+        return seqs.square() + seqs.cumsum(dim=1)
+
+    expected = mixer(x, from_seqs(run(to_seqs((x.unflatten(0, counts) + shift).flatten(0, 2), *counts)), *counts))
+    with torch.no_grad():
+        got = mix_in_sequence_layout(x, offset, layout, counts, run, mixer)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
 
 def test_fast_path_is_off_under_autograd_and_gradients_flow(fused_calls):
