@@ -78,8 +78,7 @@ class Ledger:
         entry = {**record, "job": job.name, "input": job.input, "outputs": outputs}
         with self.lock:
             self.rows[job.name] = entry
-            counts = {s: sum(r["status"] == s for r in self.rows.values()) for s in ("done", "failed", "skipped")}
-            self.bar.set_postfix_str(", ".join(f"{n} {s}" for s, n in counts.items()), refresh=False)
+            self.bar.set_postfix_str(", ".join(f"{n} {s}" for s, n in self.counts().items()), refresh=False)
             self.bar.update(1)
             if entry["status"] == "failed":
                 reason = entry.get("error", "").split("\n")[0]
@@ -95,6 +94,9 @@ class Ledger:
         self.bar.close()
         self.handle.close()
 
+    def counts(self) -> dict[str, int]:
+        return {s: sum(r["status"] == s for r in self.rows.values()) for s in ("done", "failed", "skipped")}
+
     def table(self) -> str:
         lines = [f"{'job':24} {'status':8} {'seconds':>8} {'outputs':>7}  reason / where"]
         for name, row in self.rows.items():
@@ -102,7 +104,7 @@ class Ledger:
             seconds = f"{row['seconds']:.1f}" if isinstance(row.get("seconds"), (int, float)) else "-"
             lines.append(f"{name:24} {row['status']:8} {seconds:>8} {len(row['outputs']):>7}  "
                          f"{' '.join(str(where).split())[:300]}")
-        counts = {s: sum(r["status"] == s for r in self.rows.values()) for s in ("done", "failed", "skipped")}
+        counts = self.counts()
         lines.append(f"{len(self.rows)} jobs: {counts['done']} done, {counts['failed']} failed, "
                      f"{counts['skipped']} skipped; manifest {self.path}")
         return "\n".join(lines)
@@ -158,14 +160,13 @@ def run(args: argparse.Namespace) -> int:
             if todo:
                 _dispatch(args, workflow, output, todo, ledger)
         except (WorkflowError, BatchError, RuntimeError, FileNotFoundError) as error:
-            ledger.close()
             print(f"error: {error}", file=sys.stderr)
             return 2
         finally:
+            ledger.close()
             shutil.rmtree(output / WORK, ignore_errors=True)
-        ledger.close()
     print(ledger.table())
-    return 1 if any(row["status"] == "failed" for row in ledger.rows.values()) else 0
+    return 1 if ledger.counts()["failed"] else 0
 
 
 def _dispatch(args: argparse.Namespace, workflow: dict, output: Path, todo: list[Job], ledger: Ledger) -> None:

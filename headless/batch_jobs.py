@@ -137,7 +137,9 @@ def _non_empty(path: Path) -> bool:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to a temporary name beside `path`, then rename (readers never see half a file)."""
+    """Write JSON to a temporary name beside `path`, then rename (readers never see half a file).
+
+    Not sv4d_lib.atomic: Ray ships only the `headless` package to the nodes, so it imports nothing of the pack."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(json.dumps(data, indent=1))
     os.replace(temporary, path)

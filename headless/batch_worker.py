@@ -12,6 +12,7 @@ import http.client
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import time
 import uuid
@@ -75,6 +76,14 @@ class BatchWorker:
             self.template = self.workflow if is_api_prompt(self.workflow) else ui_to_api(self.workflow,
                                                                                         self.object_info)
 
+    def _server_died(self, grace: float = 10.0) -> bool:
+        """Whether ComfyUI's process ended; its sockets close a moment before it can be reaped, so wait a little."""
+        try:
+            self.server.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def _stop_server(self) -> None:
         if self.server is not None:
             self.server.stop()
@@ -101,15 +110,19 @@ class BatchWorker:
             attempts += 1
             try:
                 self._ensure_server()
-                outcome = self._execute(job)
-            except (RuntimeError, TimeoutError) as failure:  # ComfyUI could not start
+            except (RuntimeError, TimeoutError) as failure:
                 outcome = {"status": "failed", "error": f"ComfyUI could not start: {failure}"}
-            except SERVER_LOST as lost:
-                if self.server is None or self.server.process.poll() is None:
-                    raise
-                error = f"ComfyUI exited during the job ({type(lost).__name__}: {lost})"
-                self._stop_server()
-                continue
+            else:
+                try:
+                    outcome = self._execute(job)
+                except SERVER_LOST as lost:
+                    if not self._server_died():
+                        raise
+                    error = f"ComfyUI exited during the job ({type(lost).__name__}: {lost})"
+                    self._stop_server()
+                    continue
+            if error:
+                record["note"] = f"{error}; redone on a restarted ComfyUI"
             return {**record, **outcome, "attempts": attempts, "seconds": round(time.monotonic() - clock, 2),
                     "worker": self.info()}
         return {**record, "status": "failed", "error": f"{error}; gave up after {attempts} attempts",

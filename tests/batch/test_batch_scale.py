@@ -152,6 +152,7 @@ def test_the_job_of_the_killed_worker_is_redone_once(finished):
         assert f"lost worker pid {killed['pid']} on node {killed['node'][:12]}" in victim["note"]
     else:
         assert victim["worker"]["comfyui_pid"] != killed["comfyui_pid"]
+        assert "ComfyUI exited during the job" in victim["note"] and "redone on a restarted ComfyUI" in victim["note"]
 
 
 def test_a_broken_input_fails_only_its_own_job_with_the_reason(finished):
