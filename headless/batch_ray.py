@@ -118,7 +118,7 @@ def _dispatch(ray, jobs, actors, job_timeout, retries, probe_overrides, on_start
             try:
                 record = ray.get(ref)
             except ray.exceptions.RayActorError as error:  # Ray's own retries used up, or given up on below
-                lost = [*lost, f"{_describe(infos[actor])}: {_summary(error)}"]
+                lost = [*lost, f"{_describe(infos[actor])} ({type(error).__name__})"]
                 if not isinstance(error, ray.exceptions.ActorDiedError):
                     idle.append(actor)  # unavailable for now; Ray is restarting it
                 if len(lost) <= retries:
@@ -130,7 +130,7 @@ def _dispatch(ray, jobs, actors, job_timeout, retries, probe_overrides, on_start
             except ray.exceptions.RayError as error:  # a bug in the worker: this job fails, the actor stays
                 record = {"job": job.name, "input": job.input, "status": "failed", "error": _summary(error)}
             if record.get("worker", {}).get("pid") != infos[actor].get("pid"):  # Ray restarted the actor
-                lost = [*lost, f"{_describe(infos[actor])}: restarted by Ray"]
+                lost = [*lost, f"{_describe(infos[actor])} (restarted by Ray)"]
             if lost:
                 record["attempts"] = record.get("attempts", 1) + len(lost)
                 record["note"] = f"lost worker {'; '.join(lost)}; redone by {_describe(record.get('worker', {}))}"
@@ -166,7 +166,7 @@ def _describe(worker: dict) -> str:
 
 def _close(ray, actors) -> None:
     """Stop every worker's ComfyUI before the actors go (a killed actor would orphan its server)."""
-    closing = [actor.close.remote() for actor in actors]
+    closing = [actor.close.options(max_task_retries=0).remote() for actor in actors]  # a lost one fails at once
     ray.wait(closing, num_returns=len(closing), timeout=60)
     for actor in actors:
         ray.kill(actor)
