@@ -87,7 +87,9 @@ def run_ray(jobs: list[Job], config: dict, address: str, *, workers: int | None,
         ray.shutdown()
 
 
-def _dispatch(ray, jobs, actors, job_timeout, retries, probe_overrides, on_start, on_record) -> None:
+def _dispatch(ray, jobs: list[Job], actors: list, job_timeout: float, retries: int, probe_overrides: list[str],
+              on_start: Callable[[Job, dict], None], on_record: Callable[[Job, dict], None]) -> None:
+    """Start the actors, then keep each busy with one job at a time until every job has its record."""
     starts = {actor.start.remote(probe_overrides): actor for actor in actors}
     ready, _ = ray.wait(list(starts), num_returns=len(starts), timeout=START_ALLOWANCE)
     idle, infos, start_errors = deque(), {}, []
@@ -164,7 +166,7 @@ def _describe(worker: dict) -> str:
     return f"pid {worker.get('pid')} on node {str(worker.get('node', '?'))[:12]}"
 
 
-def _close(ray, actors) -> None:
+def _close(ray, actors: list) -> None:
     """Stop every worker's ComfyUI before the actors go (a killed actor would orphan its server)."""
     closing = [actor.close.options(max_task_retries=0).remote() for actor in actors]  # a lost one fails at once
     ray.wait(closing, num_returns=len(closing), timeout=60)
