@@ -103,7 +103,7 @@ class SV4D2Export4DMesh(io.ComfyNode):
                 io.Int.Input("texture_size", default=bake.size, min=64, max=8192, step=64,
                              optional=True, tooltip="Texels per side of the baseColor texture."),
                 io.Combo.Input("texture_format", options=["png", "jpeg"], default=_DEFAULTS.image_format,
-                               optional=True, tooltip="png: lossless; jpeg: about 5× smaller files."),
+                               optional=True, tooltip="png: lossless; jpeg: a smaller, lossy texture (the morph targets dominate the file size)."),
                 io.Boolean.Input("turntable", default=True,
                                  optional=True,
                                  tooltip="Also write <name>_turntable.mp4: the exported mesh rendered around the "

@@ -30,6 +30,7 @@ class FrameSolve:
     max_residual: float
     p99_residual: float
     unconverged: int  # vertices whose residual stayed above the tolerance (moved with their neighbours)
+    vertices: int  # vertices solved
 
 
 def _residual(field: DynamicNeRF, x: torch.Tensor, target: torch.Tensor, t: float) -> torch.Tensor:
@@ -122,18 +123,19 @@ def solve_frames(
     edges: np.ndarray,
     times: list[float],
     tolerance: float | None = None,
+    iterations: int = 12,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, list[FrameSolve]]:
     """Positions (K, N, 3) float32 of canonical `vertices` (N, 3) at each of `times`, and a solve report per frame.
 
     Frames are solved in order, each starting from the previous one. `tolerance` (world units, default 1e-3 of the
     scene half-size) decides which vertices count as converged; the others follow their neighbours (`edges`).
-    `progress(done, total)` is called after each LM step (raise from it to interrupt).
+    `iterations`: Levenberg–Marquardt steps per frame. `progress(done, total)` is called after each step (raise
+    from it to interrupt).
     """
     tolerance = 1e-3 * field.bound if tolerance is None else tolerance
     base = torch.from_numpy(np.ascontiguousarray(vertices, dtype=np.float32)).to(field.device)
     frames, reports, previous = [], [], None
-    iterations = 12
     steps_per_frame = iterations * -(-len(vertices) // CHUNK)
     total = steps_per_frame * len(times)
     for k, t in enumerate(times):
@@ -158,5 +160,5 @@ def solve_frames(
             positions = vertices + neighbour_fill(positions - vertices, bad, edges)
         frames.append(positions.astype(np.float32))
         reports.append(FrameSolve(float(t), float(residual_np.max()), float(np.quantile(residual_np, 0.99)),
-                                  int(bad.sum())))
+                                  int(bad.sum()), len(vertices)))
     return np.stack(frames), reports

@@ -85,7 +85,7 @@ class Export4D:
     @property
     def unconverged_share(self) -> float:
         """Share of vertex-frames whose solve stayed above the tolerance (moved with their neighbours instead)."""
-        return sum(s.unconverged for s in self.solves) / (len(self.solves) * self.vertices)
+        return sum(s.unconverged for s in self.solves) / sum(s.vertices for s in self.solves)
 
     def summary(self) -> str:
         loop = "seamless loop" if self.closes_loop else "loops through a blend back to frame 0"
@@ -149,7 +149,8 @@ def export_4d(
     settings: ExportSettings | None = None,
     progress: ExportProgress | None = None,
 ) -> Export4D:
-    """Write `<stem>.glb` (textured, animated at `fps`) and `<stem>_turntable.mp4` into `directory`.
+    """Write `<stem>.glb` (textured, animated at `fps`) and `<stem>_turntable.mp4` (a trailing `_` of the stem
+    dropped) into `directory`.
 
     Frames are sampled at t = k / (num_frames − 1). Nothing is written unless the whole export succeeds.
     """
@@ -167,7 +168,7 @@ def export_4d(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     glb_path = directory / f"{stem}.glb"
-    video_path = directory / f"{stem}_turntable.mp4"
+    video_path = directory / f"{stem.rstrip('_')}_turntable.mp4"  # ComfyUI stems end in "_<counter>_"
 
     def stage(name: str) -> Callable[[int, int], None]:
         return lambda done, total: progress(name, done, total) if progress is not None else None

@@ -33,11 +33,11 @@ EMPTY_DENSITY = 1.0
 class SurfaceSettings:
     """How the canonical surface is extracted and cleaned."""
 
-    resolution: int = 192  # marching-cubes grid per axis over the scene cube
+    resolution: int = 128  # marching-cubes grid per axis (192 with 40k faces measured no better: bench_export.md)
     level: float | None = None  # density of the surface; None: from the fitted opacity (`surface_level`)
     min_component: float = 0.05  # drop components with less area than this fraction of the largest one
     smoothing_iterations: int = 5  # Taubin smoothing passes (0: off)
-    face_budget: int = 40000  # decimate to at most this many triangles (0: keep all)
+    face_budget: int = 20000  # decimate to at most this many triangles (0: keep all)
 
 
 @dataclass
