@@ -92,7 +92,7 @@ def render(template: str, fields: dict[str, str]) -> str:
 
 def make_jobs(workflow: dict, inputs: list[dict[str, str]], overrides: list[str]) -> list[Job]:
     """One job per input row; names come from the `name` column or the file stem and must be unique."""
-    jobs, owners = [], {}
+    jobs, owners, computes = [], {}, {}
     for row in inputs:
         name = row.get("name") or Path(row["input"]).stem
         if not SAFE_NAME.fullmatch(name):
@@ -104,7 +104,12 @@ def make_jobs(workflow: dict, inputs: list[dict[str, str]], overrides: list[str]
         owners[name] = row["input"]
         fields = {**row, "name": name}
         rendered = [render(item, fields) for item in overrides]
-        jobs.append(Job(name, row["input"], tuple(rendered), fingerprint(workflow, rendered)))
+        job = Job(name, row["input"], tuple(rendered), fingerprint(workflow, rendered))
+        if job.fingerprint in computes:  # ComfyUI would serve the second from its cache and write nothing
+            raise BatchError(f"jobs {computes[job.fingerprint]} and {name} would run the same prompt: use the input "
+                             "in a --set value, e.g. --set 'Load Video.file={input}'")
+        computes[job.fingerprint] = name
+        jobs.append(job)
     return jobs
 
 

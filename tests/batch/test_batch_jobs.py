@@ -78,6 +78,8 @@ def test_two_inputs_for_one_folder_or_a_bad_name_are_refused(clips):
         make_jobs(WORKFLOW, [{"input": str(clips / "a.mp4")}, {"input": str(clips / "sub" / "a.mp4")}], [])
     with pytest.raises(BatchError, match="cannot be a folder name"):
         make_jobs(WORKFLOW, [{"input": str(clips / "a.mp4"), "name": "../up"}], [])
+    with pytest.raises(BatchError, match=r"jobs a and b would run the same prompt: use the input in a --set"):
+        make_jobs(WORKFLOW, find_inputs(str(clips)), ["Load Video.file=a.mp4"])
 
 
 def test_resume_accepts_only_complete_folders_of_the_same_settings(tmp_path, clips):
@@ -101,27 +103,29 @@ def test_resume_accepts_only_complete_folders_of_the_same_settings(tmp_path, cli
         completed(out, job)
 
 
+def batch_args(workflow: Path, clips: Path, out: Path, address: str) -> list[str]:
+    workflow.write_text(json.dumps(WORKFLOW))
+    return [str(workflow), "--inputs", str(clips), "--output", str(out), "--ray", address,
+            "--set", "Load Video.file={input}"]
+
+
 def test_ray_stays_optional(tmp_path, clips):
     """With Ray unimportable the batch modules still import and run locally; `--ray` says how to install it."""
-    workflow = tmp_path / "workflow.json"
-    workflow.write_text(json.dumps(WORKFLOW))
     code = ("import sys; sys.modules['ray'] = None\n"
             "import headless.batch, headless.batch_local, headless.batch_worker, headless.batch_ray\n"
             "sys.exit(headless.batch.main(sys.argv[1:]))")
-    result = subprocess.run([sys.executable, "-c", code, str(workflow), "--inputs", str(clips), "--output",
-                             str(tmp_path / "out"), "--ray", "127.0.0.1:1"], cwd=REPO, capture_output=True,
-                            text=True, timeout=120)
+    args = batch_args(tmp_path / "workflow.json", clips, tmp_path / "out", "127.0.0.1:1")
+    result = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 2, result.stderr
     assert "--ray needs Ray" in result.stderr and "pip install 'sv4d2[ray]'" in result.stderr
 
 
 def test_a_ray_address_without_a_head_fails_fast(tmp_path, clips):
     require_ray()
-    workflow = tmp_path / "workflow.json"
-    workflow.write_text(json.dumps(WORKFLOW))
     address = f"127.0.0.2:{free_port()}"
-    result = subprocess.run([sys.executable, "-m", "headless.batch", str(workflow), "--inputs", str(clips),
-                             "--output", str(tmp_path / "out"), "--ray", address], cwd=REPO, capture_output=True,
+    args = batch_args(tmp_path / "workflow.json", clips, tmp_path / "out", address)
+    result = subprocess.run([sys.executable, "-m", "headless.batch", *args], cwd=REPO, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 2, result.stderr
     assert f"no Ray head answers at {address}" in result.stderr and "ray start --head" in result.stderr
