@@ -188,11 +188,15 @@ def extract_surface(
     sigma = density_grid(field, settings.resolution, progress)
     spacing = 2 * field.bound / (settings.resolution - 1)
     level = settings.level if settings.level is not None else surface_level(sigma, spacing)
+    done = (lambda: progress(1, 1)) if progress is not None else (lambda: None)  # interrupt points between steps
     mesh = marching_cubes(sigma, field.bound, level)
     extracted = len(mesh.faces)
+    done()
     mesh, found, dropped = drop_small_components(mesh, settings.min_component)
+    done()
     if settings.smoothing_iterations:
         trimesh.smoothing.filter_taubin(mesh, iterations=settings.smoothing_iterations)
+        done()
     mesh = decimate(mesh, settings.face_budget)
     if mesh.volume < 0:  # decimation keeps the winding, but a surface seen from inside would come out inverted
         mesh.invert()

@@ -95,8 +95,10 @@ def uv_atlas(vertices: np.ndarray, faces: np.ndarray, size: int, padding: int,
     return UVMesh(vertices[source], cut_faces.astype(np.uint32), uv.astype(np.float32), source.astype(np.int64))
 
 
-def rasterise_uv(uv: np.ndarray, faces: np.ndarray, size: int) -> np.ndarray:
-    """Triangle index (size, size) int64 covering each pixel centre of the UV layout, −1 where none does."""
+def rasterise_uv(uv: np.ndarray, faces: np.ndarray, size: int, check: Callable[[], None] | None = None
+                 ) -> np.ndarray:
+    """Triangle index (size, size) int64 covering each pixel centre of the UV layout, −1 where none does.
+    `check()` runs every few thousand triangles (interrupts)."""
     from PIL import Image, ImageDraw
 
     image = Image.new("I", (size, size), 0)
@@ -104,6 +106,8 @@ def rasterise_uv(uv: np.ndarray, faces: np.ndarray, size: int) -> np.ndarray:
     corners = uv[faces] * size  # pixel units, (column, row)
     for index, triangle in enumerate(corners.tolist()):
         draw.polygon([tuple(p) for p in triangle], fill=index + 1, outline=index + 1)
+        if check is not None and index % 4096 == 4095:
+            check()
     return np.asarray(image, dtype=np.int64) - 1
 
 
@@ -141,28 +145,31 @@ def bake_texture(
     if settings.size < 16 or settings.samples_per_axis < 1:
         raise ValueError(f"texture size must be >= 16 and sample counts >= 1, got {settings}")
     fine = settings.size * settings.samples_per_axis
-    ids = rasterise_uv(mesh.uv, mesh.faces, fine)
-    rows, cols = np.nonzero(ids >= 0)
-    if rows.size == 0:
+    ids = rasterise_uv(mesh.uv, mesh.faces, fine, (lambda: progress(0, 1)) if progress is not None else None)
+    covered_samples = np.flatnonzero(ids >= 0)
+    if covered_samples.size == 0:
         raise ValueError("the UV atlas covers no texel; the mesh is empty or degenerate")
-    triangles = mesh.faces[ids[rows, cols]]
-    centres = np.stack((cols + 0.5, rows + 0.5), axis=-1) / fine
-    weights = barycentric(centres, mesh.uv[triangles])
-    points = np.einsum("pk,pkd->pd", weights, mesh.vertices[triangles])
-    colours = np.empty((len(points), 3), np.float32)
-    starts = range(0, len(points), QUERY_POINTS)
-    for i, start in enumerate(starts):
+    s, size = settings.samples_per_axis, settings.size
+    total = np.zeros((size * size, 3))
+    count = np.zeros(size * size)
+    starts = range(0, covered_samples.size, QUERY_POINTS)
+    for i, start in enumerate(starts):  # chunks: memory stays small and interrupts stay prompt
+        index = covered_samples[start:start + QUERY_POINTS]
+        rows, cols = np.divmod(index, fine)
+        triangles = mesh.faces[ids.reshape(-1)[index]]
+        centres = np.stack((cols + 0.5, rows + 0.5), axis=-1) / fine
+        weights = barycentric(centres, mesh.uv[triangles])
+        points = np.einsum("pk,pkd->pd", weights, mesh.vertices[triangles])
         with torch.no_grad():
-            chunk = torch.from_numpy(points[start:start + QUERY_POINTS]).float().to(field.device)
-            colours[start:start + QUERY_POINTS] = field.canonical(chunk)[1].float().cpu().numpy()
+            colours = field.canonical(torch.from_numpy(points).float().to(field.device))[1].double().cpu().numpy()
+        if not np.isfinite(colours).all():
+            raise ValueError("the field's colour has NaN/inf values at the surface; the fit diverged, refit it")
+        texel = (rows // s) * size + cols // s
+        for channel in range(3):
+            total[:, channel] += np.bincount(texel, colours[:, channel], size * size)
+        count += np.bincount(texel, minlength=size * size)
         if progress is not None:
             progress(i + 1, len(starts))
-    if not np.isfinite(colours).all():
-        raise ValueError("the field's colour has NaN/inf values at the surface; the fit diverged, refit it")
-    s, size = settings.samples_per_axis, settings.size
-    texel = (rows // s) * size + cols // s
-    total = np.stack([np.bincount(texel, colours[:, c], size * size) for c in range(3)], axis=-1)
-    count = np.bincount(texel, minlength=size * size)
     covered = count > 0
     total[covered] /= count[covered, None]
     texture = dilate(total.reshape(size, size, 3), covered.reshape(size, size))
