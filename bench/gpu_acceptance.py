@@ -77,8 +77,7 @@ TINY = Settings(
                  num_head_channels=16, context_dim=64, adm_in_channels=128),
     frames=2, views=4, sizes=(16, 32), steps=2, dtypes=(torch.bfloat16,), decoding_ts=(1, 2),
     vae={**SD_VAE, "ch": 32, "ch_mult": [1, 1, 1, 1], "num_res_blocks": 1},
-    fit=FitConfig.preset("draft", iterations=2, resolution=16, hull_resolution=16, lpips_weight=0.0,
-                         rays_per_step=64),
+    fit=FitConfig.preset("draft", iterations=2, resolution=16, lpips_weight=0.0, rays_per_step=64),
     fit_frames=2, hash_points=2**10, compile_backend="eager",
 )
 

@@ -249,7 +249,7 @@ class SingleTokenContextBlock(nn.Module):
         value = self.attn2(context)
         if self.cpu_fast_paths and fused_cpu.applies(x, self.attn2.to_v, self.attn2.to_out[0]):
             # In place: x is always the fresh output of the block's previous residual layer.
-            x.view(value.shape[0], -1, x.shape[-1]).add_(value[:, None])
+            x.unflatten(0, (value.shape[0], -1)).add_(value[:, None, None])
             return x
         return (x.reshape(value.shape[0], -1, x.shape[-1]) + value[:, None]).reshape(x.shape)
 
