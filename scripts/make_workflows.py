@@ -207,11 +207,14 @@ def real_scene(g: EditorGraph) -> None:
     video = g.add("CreateVideo", title="Preview Video", images=renders.out("images"), fps=15.0)
     g.add("SaveVideo", title="Save Preview Video", video=video.out(0), filename_prefix="sv4d2/real_scene_preview")
     heldout = g.add("LoadImage", title="Load Held-out Views", image=REAL_SCENE_HELDOUT)
+    # scored at the render size (128² = the scene's own, so a no-op here; smaller renders make quick test runs)
+    reference = g.add("ImageScale", title="Held-out Size", image=heldout.out("IMAGE"), upscale_method="area",
+                      width=128, height=128, crop="disabled")
     heldout_cameras = g.add("SV4D2Cameras", title="Held-out Cameras", preset="custom", cameras=HELDOUT_CAMERAS)
     heldout_renders = g.add("SV4D2Render4D", title="Render Held-out Views", field=field,
                             cameras=heldout_cameras.out(0), width=128, height=128)
     metrics = g.add("SV4D2Metrics4D", title="Held-out Score", images=heldout_renders.out("images"),
-                    reference=heldout.out("IMAGE"))
+                    reference=reference.out(0))
     g.add("PreviewAny", title="Show Held-out Score", source=metrics.out("report"))
 
 

@@ -38,7 +38,9 @@ SETTINGS: dict[str, list[str]] = {
     ],
     "SV4D 2.0 - 4D fit of a real scene": ["Fit 4D.iterations=30", "Fit 4D.resolution=32",
                                           "Export 4D Mesh.mesh_resolution=32", f"Render 4D.width={SMALL}",
-                                          f"Render 4D.height={SMALL}"],
+                                          f"Render 4D.height={SMALL}", "Render 4D.frames=4", "Render Held-out Views.width=32",
+                                          "Render Held-out Views.height=32", "Held-out Size.width=32",
+                                          "Held-out Size.height=32"],
     "SV4D 2.0 - core samplers": [f"Load Model.ckpt_name={TINY_4V}", f"Prepare Video.size={SMALL}", "EDM Sigmas.steps=2",
                             "KSampler.steps=2", "Split Sigmas.step=1"],
 }
@@ -54,7 +56,7 @@ EXPECTED: dict[str, dict[str, int]] = {
                             "sv4d2/core_refined_*.png": 48},
 }
 FRAMES = {"SV4D 2.0 - 4 views": 12, "SV4D 2.0 - 8 views": 5, "SV4D 2.0 - long video": 21,
-          "SV4D 2.0 - full pipeline": 21, "SV4D 2.0 - 4D fit of a real scene": 5 * 21}
+          "SV4D 2.0 - full pipeline": 21, "SV4D 2.0 - 4D fit of a real scene": 5 * 4}  # 5 views × 4 frames
 
 
 @pytest.fixture(scope="module")
