@@ -19,7 +19,7 @@ import torch
 if TYPE_CHECKING:
     from .field import DynamicNeRF
 
-CHUNK = 32768  # vertices per warp query (one LM step of a chunk stays well under a second on a CPU core)
+CHUNK = 16384  # vertices per warp query (one LM step of a chunk stays well under a second on a CPU core)
 
 
 @dataclass

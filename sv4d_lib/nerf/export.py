@@ -213,9 +213,11 @@ def export_4d(
         write = stage("writing")
         write(0, 1)
         data = animated_glb(mesh, fps, name=stem, closes_loop=closes_loop, image_format=settings.image_format)
+        write(1, 3)
         temporaries[0].write_bytes(data)
+        write(2, 3)
         written = read_glb(temporaries[0].read_bytes())  # what a viewer will load, not what we meant to write
-        write(1, 1)
+        write(3, 3)
         lap("writing")
         if settings.turntable:
             turn = stage("turntable")

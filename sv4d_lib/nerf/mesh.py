@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 # Progress(done, total) after each unit of work; raising from it (an interrupt) aborts the export.
 Progress = Callable[[int, int], None]
-QUERY_CHUNK = 32768  # points per field query: well under a second on one CPU core, so interrupts stay prompt
+QUERY_CHUNK = 16384  # points per field query: well under a second on one CPU core, so interrupts stay prompt
 # Density below which a coarse grid point and its neighbourhood count as empty space (optical depth 0.01 over a
 # 1 %-of-the-cube step: far below any surface level, which needs about ln 2 over a grid cell).
 EMPTY_DENSITY = 1.0
@@ -187,8 +187,9 @@ def extract_surface(
         raise ValueError("face_budget and smoothing_iterations must be >= 0 (0 switches them off)")
     sigma = density_grid(field, settings.resolution, progress)
     spacing = 2 * field.bound / (settings.resolution - 1)
-    level = settings.level if settings.level is not None else surface_level(sigma, spacing)
     done = (lambda: progress(1, 1)) if progress is not None else (lambda: None)  # interrupt points between steps
+    level = settings.level if settings.level is not None else surface_level(sigma, spacing)
+    done()
     mesh = marching_cubes(sigma, field.bound, level)
     extracted = len(mesh.faces)
     done()

@@ -19,7 +19,7 @@ import torch
 if TYPE_CHECKING:
     from .field import DynamicNeRF
 
-QUERY_POINTS = 65536  # field points per query (interrupts stay prompt)
+QUERY_POINTS = 32768  # field points per query (interrupts stay prompt)
 
 
 @dataclass
