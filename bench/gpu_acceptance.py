@@ -129,6 +129,15 @@ def unet_inputs(net: SV4D2UNet, settings: Settings, size: int, dtype: torch.dtyp
                 num_views=settings.views)
 
 
+def in_dtype(net: SV4D2UNet, dtype: torch.dtype) -> Callable[..., torch.Tensor]:
+    """The UNet as the sampler calls it: fp32 in and out (the sampler's maths stays fp32), `dtype` inside."""
+
+    def unet(x: torch.Tensor, *args: torch.Tensor, **kwargs) -> torch.Tensor:
+        return net(x.to(dtype), *args, **kwargs).float()
+
+    return unet
+
+
 def check_finite(tensor: torch.Tensor, what: str) -> None:
     if not torch.isfinite(tensor).all():
         raise RuntimeError(f"{what} produced non-finite values")
@@ -140,10 +149,7 @@ def part_sample(settings: Settings, device: torch.device) -> list[dict]:
     latent = size // 8
     for dtype in settings.dtypes:
         net = random_unet(settings, dtype, device)
-
-        def unet(x: torch.Tensor, *args: torch.Tensor, **kwargs) -> torch.Tensor:
-            return net(x.to(dtype), *args, **kwargs).float()  # the sampler's maths stays fp32
-
+        unet = in_dtype(net, dtype)
         cond, uncond = random_conds(settings.frames, settings.views, latent, net.context_dim,
                                     conditioning.vector_dims(net.context_dim), str(device))
         noise = torch.randn(settings.frames * settings.views, 4, latent, latent, device=device)
@@ -155,7 +161,7 @@ def part_sample(settings: Settings, device: torch.device) -> list[dict]:
         rows.append({"what": f"sample {settings.frames}×{settings.views} at {size}², {settings.steps} steps, "
                              f"{str(dtype).removeprefix('torch.')}",
                      "seconds": meter.seconds, "per_step": meter.seconds / settings.steps, "peak_gib": meter.peak_gib})
-        del net
+        del net, unet
     return rows
 
 

@@ -100,6 +100,7 @@ def test_layers_that_cast_or_patch_their_weights_run_themselves(fused_calls):
     ff.net[2].weight_function = [lambda weight: 2 * weight]  # a patch only the layer itself would apply
     with torch.no_grad():
         out = ff.add_to(residual, x)
+        torch.testing.assert_close(out, residual + ff(x), rtol=0, atol=0)  # exactly the layers' own computation
     assert fused_calls["geglu_feed_forward_add"] == 0
     ff.net[2].weight_function = []
     with torch.no_grad():
