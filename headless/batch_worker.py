@@ -13,7 +13,6 @@ import os
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -39,7 +38,7 @@ class BatchWorker:
         self.extra_model_paths, self.input_dir, self.cpu = extra_model_paths, input_dir, cpu
         self.cuda_device, self.job_timeout, self.restarts = cuda_device, job_timeout, restarts
         self.work = self.output / WORK / uuid.uuid4().hex[:12]
-        self.temp = Path(tempfile.mkdtemp(prefix="sv4d2-batch-"))  # ComfyUI's temp folder (previews), node-local
+        self.temp = self.work.with_suffix(".temp")  # ComfyUI's temp folder; the driver clears OUT/.work at the end
         self.server: ComfyServer | None = None
         self.object_info: dict = {}
         self.template: dict = {}
@@ -60,6 +59,7 @@ class BatchWorker:
             return
         self._stop_server()
         self.work.mkdir(parents=True, exist_ok=True)
+        self.temp.mkdir(parents=True, exist_ok=True)
         extra_args = ["--temp-directory", str(self.temp)]
         if self.cuda_device is not None:
             extra_args += ["--cuda-device", str(self.cuda_device)]
