@@ -91,7 +91,8 @@ def visible_content(video: Path) -> float:
 
 def describe(files: list[Path], suffixes: tuple[str, ...]) -> list[str]:
     """One line per output file; the per-frame meshes of an export are summarised by folder."""
-    lines = [f"    {p.relative_to(REPO)}" for p in files if p.suffix in suffixes and not p.parent.name.endswith("_frames")]
+    lines = [f"    {p.relative_to(REPO)}" for p in files
+             if p.suffix in suffixes and not p.parent.name.endswith("_frames")]
     for folder in sorted({p.parent for p in files if p.parent.name.endswith("_frames")}):
         if ".glb" in suffixes:
             count = sum(1 for p in files if p.parent == folder)
