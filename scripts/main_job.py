@@ -125,7 +125,8 @@ def main() -> int:
                  f"FAILED — 4D fit of the real scene (exit code {real_code}"
                  f"{', blank preview video' if blank else ''}); see the log above")
     lines += ["  animated GLB (open in ComfyUI's Preview 3D or any glTF viewer):", *describe(real_files, (".glb",)),
-              "  preview video of the fit (the 5 input views, one after the other):", *describe(real_files, (".mp4",)),
+              "  preview videos (the fit seen from the 5 input views; the exported mesh turning):",
+              *describe(real_files, (".mp4",)),
               f"  held-out views (never seen by the fit): {score.group(0) if score else 'no score (run failed)'}"]
     if has_checkpoint:
         lines.append("REAL RESULT — SV4D 2.0 full pipeline with the official checkpoint" if pipeline_code == 0 else
