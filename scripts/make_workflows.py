@@ -132,7 +132,9 @@ def full_pipeline(g: EditorGraph) -> None:
           filename_prefix="sv4d2/pipeline_refined")
     stage2 = g.add("SV4D2Fit4D", title="Fit 4D (stage 2)", images=refined.out("multiview"), cameras=cameras,
                    stage=2, iterations=1500, resolution=128, seed=0, init_field=stage1.out(0))
-    mesh = g.add("SV4D2Export4DMesh", title="Export 4D Mesh", field=stage2.out(0), filename_prefix="sv4d2/asset")
+    video = next(n for n in g.nodes if n.type == "LoadVideo")  # the animation plays at the source's frame rate
+    mesh = g.add("SV4D2Export4DMesh", title="Export 4D Mesh", field=stage2.out(0), filename_prefix="sv4d2/asset",
+                 video=video.out(0))
     g.add("Preview3D", title="Preview 3D", model_file=mesh.out("model_file"))
 
 
@@ -149,7 +151,8 @@ def fit_own_videos(g: EditorGraph) -> None:
                     height=128)
     metrics = g.add("SV4D2Metrics4D", title="Metrics", images=renders.out("images"), reference=scene.out("images"))
     g.add("PreviewAny", title="Show Metrics", source=metrics.out("report"))
-    mesh = g.add("SV4D2Export4DMesh", title="Export 4D Mesh", field=field.out(0), filename_prefix="sv4d2/own_videos")
+    mesh = g.add("SV4D2Export4DMesh", title="Export 4D Mesh", field=field.out(0), filename_prefix="sv4d2/own_videos",
+                 fps=12.0)
     g.add("Preview3D", title="Preview 3D", model_file=mesh.out("model_file"))
 
 
@@ -201,7 +204,8 @@ def real_scene(g: EditorGraph) -> None:
     masks = g.add("InvertMask", title="Alpha to Mask", mask=views.out("MASK"))
     cameras = g.add("SV4D2Cameras", title="Cameras", preset="4v", elevation_deg=5.0).out(0)
     field = g.add("SV4D2Fit4D", title="Fit 4D", images=views.out("IMAGE"), cameras=cameras, masks=masks.out(0)).out(0)
-    mesh = g.add("SV4D2Export4DMesh", title="Export 4D Mesh", field=field, filename_prefix="sv4d2/real_scene")
+    mesh = g.add("SV4D2Export4DMesh", title="Export 4D Mesh", field=field, filename_prefix="sv4d2/real_scene",
+                 fps=15.0)  # the walk cycle's own rate
     g.add("Preview3D", title="Preview 3D", model_file=mesh.out("model_file"))
     renders = g.add("SV4D2Render4D", title="Render 4D", field=field, cameras=cameras, width=128, height=128)
     video = g.add("CreateVideo", title="Preview Video", images=renders.out("images"), fps=15.0)

@@ -40,7 +40,8 @@ SETTINGS: dict[str, list[str]] = {
                                           "Export 4D Mesh.mesh_resolution=32", f"Render 4D.width={SMALL}",
                                           f"Render 4D.height={SMALL}", "Render 4D.frames=4",
                                           "Render Held-out Views.width=32", "Render Held-out Views.height=32",
-                                          "Held-out Size.width=32", "Held-out Size.height=32"],
+                                          "Held-out Size.width=32", "Held-out Size.height=32",
+                                          "Export 4D Mesh.turntable=false"],
     "SV4D 2.0 - core samplers": [f"Load Model.ckpt_name={TINY_4V}", f"Prepare Video.size={SMALL}", "EDM Sigmas.steps=2",
                             "KSampler.steps=2", "Split Sigmas.step=1"],
 }
