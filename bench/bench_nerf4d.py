@@ -1,8 +1,13 @@
-"""4D-fit benchmark on the procedural dynamic scene: held-out-view PSNR/SSIM against wall time, plus an ablation
-of visibility weighting and progressive frames on slightly inconsistent targets. Writes docs/bench_nerf4d.md.
+"""4D-fit benchmark. Writes docs/bench_nerf4d.md.
 
-    .venv/bin/python bench/bench_nerf4d.py            # full run (a few minutes on 2 CPU cores)
-    .venv/bin/python bench/bench_nerf4d.py --quick    # smoke run
+1. The real dev scene (`../shared/reference/real_scenes/`, an animated game character, 5 training views): fit with
+   a preset, then held-out PSNR/SSIM (whole image and inside the union of masks), train PSNR, per-frame held-out
+   PSNR, fit wall and CPU time, frame render time, and a diagnosis (underfit / motion / generalisation).
+2. An ablation on the real scene: each design choice switched off on its own at the same iteration count.
+3. The procedural scene (`sv4d_lib.synthetic`) held-out quality against iterations, to catch regressions.
+
+    .venv/bin/python bench/bench_nerf4d.py            # full run (about an hour on 2 quiet CPU cores)
+    .venv/bin/python bench/bench_nerf4d.py --quick    # smoke run (seconds)
 """
 from __future__ import annotations
 
@@ -20,142 +25,225 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sv4d_lib.cameras import AZIMUTHS_8V, OrbitCameras
-from sv4d_lib.nerf import FitConfig, fit_4d
-from sv4d_lib.nerf.metrics import video_metrics
-from sv4d_lib.nerf.render import render_videos
-from sv4d_lib.synthetic import perturb_views, render_scene
+from bench.real_scene import RealScene, load_real_scene, pooled_psnr  # noqa: E402
+from sv4d_lib.cameras import OrbitCameras  # noqa: E402
+from sv4d_lib.nerf import FitConfig, fit_4d  # noqa: E402
+from sv4d_lib.nerf.deformation import DeformationConfig  # noqa: E402
+from sv4d_lib.nerf.metrics import video_metrics  # noqa: E402
+from sv4d_lib.nerf.render import render_videos, render_views  # noqa: E402
+from sv4d_lib.synthetic import render_scene  # noqa: E402
 
-ELEVATION = 10.0
-TRAIN_AZIMUTHS = list(AZIMUTHS_8V)  # the 8-view model's orbit, input view included
-HELD_OUT_AZIMUTHS = [52.5, 142.5, 232.5, 315.0]  # between training views
+PROCEDURAL_TRAIN = OrbitCameras.preset("8v", 10.0)  # the 8-view model's orbit, input view included
+PROCEDURAL_HELD_OUT = OrbitCameras((10.0,) * 4, (52.5, 142.5, 232.5, 315.0))  # between training views
 
 
 @dataclasses.dataclass
 class Settings:
-    size: int = 64
-    frames: int = 5
-    iterations: tuple[int, ...] = (600, 1000, 1500)
-    ablation_iterations: int = 800
-    colour_shift: float = 0.06
-    shift_px: float = 1.5
+    size: int = 128
+    preset: str = "default"
+    ablation_iterations: int = 1500
+    frames_stride: int = 1  # held-out frames scored (every k-th); the ablation uses every 4th
+    procedural_size: int = 64
+    procedural_frames: int = 5
+    procedural_iterations: tuple[int, ...] = (600, 1500)
+    fit_changes: dict = dataclasses.field(default_factory=dict)  # applied to every fit (the quick run shrinks them)
+    ablation_variants: tuple[str, ...] | None = None  # None: all of ABLATION
 
 
-NOTES = (
-    "Fits are deterministic for a seed (same PSNR on re-runs); wall times are not, they follow the load of the "
-    "shared machine. Each row is one seed: differences of a few tenths of a dB between ablation variants are not "
-    "significant (seed-to-seed spread not measured). Visibility weighting targets grazing-angle errors of generated "
-    "views, which this perturbation (colour gain + shift) does not model; progressive frames give the late frames "
-    "fewer iterations, which costs quality at short budgets on a 5-frame clip. Both stay on by default as in the "
-    "SV4D 2.0 recipe; switch `progressive` off for short CPU fits. One thread is used because two OpenMP threads "
-    "spin-waited on the shared cores (up to 5x slower per step)."
-)
-QUICK = Settings(size=24, frames=2, iterations=(10, 20), ablation_iterations=10)
+ABLATION: dict[str, dict] = {
+    "all on (the default design)": {},
+    "no per-frame visual hulls": {"hulls": False},
+    "deformation MLP without its hash grid (1 coarse level)": {
+        "field_deformation": {"grid": {"otype": "HashGrid", "n_levels": 1, "n_features_per_level": 2,
+                                       "log2_hashmap_size": 14, "base_resolution": 8, "per_level_scale": 1.0}}},
+    "no coarse-to-fine annealing": {"anneal_fraction": 0.0},
+    "no progressive frames": {"progressive": False},
+    "no visibility weighting": {"visibility": False},
+}
+
+QUICK_CHANGES = {"rays_per_step": 256, "num_samples": 32}
+QUICK = Settings(size=128, preset="draft", ablation_iterations=6, frames_stride=20, procedural_size=24,
+                 procedural_frames=2, procedural_iterations=(6,), fit_changes={**QUICK_CHANGES, "iterations": 6},
+                 ablation_variants=("no per-frame visual hulls",))
 
 
-def held_out_scores(field, truth, settings: Settings) -> dict[str, float]:
-    rgb, _ = render_videos(field, [ELEVATION] * len(HELD_OUT_AZIMUTHS), HELD_OUT_AZIMUTHS, settings.frames,
-                           settings.size, settings.size)
-    return video_metrics(rgb.flatten(0, 1), truth.rgb.flatten(0, 1))
-
-
-def timed_fit(videos, masks, config: FitConfig, truth, settings: Settings) -> dict:
-    """One fit from scratch: wall time and held-out scores (each iteration count is its own run, since the
-    learning-rate decay spans the whole run)."""
-    start = time.perf_counter()
-    field = fit_4d(videos, masks, [ELEVATION] * len(TRAIN_AZIMUTHS), TRAIN_AZIMUTHS, config)
-    seconds = time.perf_counter() - start
-    return {"iterations": config.iterations, "seconds": seconds, **held_out_scores(field, truth, settings)}
+def configure(preset: str, changes: dict) -> FitConfig:
+    changes = dict(changes)
+    deformation = changes.pop("field_deformation", None)
+    config = FitConfig.preset(preset, device="cpu", preview_every=10**9, **changes)
+    if deformation is not None:
+        config.field = dataclasses.replace(config.field, deformation=DeformationConfig(**deformation))
+    return config
 
 
 def load_average() -> str:
     return " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def run(settings: Settings, out: Path | None) -> dict:
-    torch.manual_seed(0)
-    train = render_scene(OrbitCameras([ELEVATION] * len(TRAIN_AZIMUTHS), TRAIN_AZIMUTHS), settings.frames,
-                         settings.size, settings.size)
-    truth = render_scene(OrbitCameras([ELEVATION] * len(HELD_OUT_AZIMUTHS), HELD_OUT_AZIMUTHS), settings.frames,
-                         settings.size, settings.size)
-    load_before = load_average()
-    base = FitConfig(preview_every=10**9, device="cpu")
-    curve = [timed_fit(train.rgb, train.mask, dataclasses.replace(base, iterations=n), truth, settings)
-             for n in settings.iterations]
+def score_real(field, scene: RealScene, size: int, frames: list[int], num_samples: int) -> dict:
+    """Held-out and train scores of a fitted field on the given frames, and the render time per image."""
+    num_frames = scene.heldout_rgb.shape[1]
+    start = time.perf_counter()
+    def render(cameras: OrbitCameras) -> torch.Tensor:
+        return torch.stack([render_views(field, cameras, f / (num_frames - 1), size, size, num_samples)[0]
+                            for f in frames], dim=1)
 
-    noisy = perturb_views(train.rgb, settings.colour_shift, settings.shift_px, seed=1)
-    ablation = {}
-    for name, changes in {
-        "visibility + progressive": {},
-        "no visibility weighting": {"visibility": False},
-        "no progressive frames": {"progressive": False},
-        "neither": {"visibility": False, "progressive": False},
-    }.items():
-        config = dataclasses.replace(base, iterations=settings.ablation_iterations, **changes)
-        ablation[name] = timed_fit(noisy, train.mask, config, truth, settings)
-    results = {"curve": curve, "ablation": ablation, "load": (load_before, load_average())}
+    heldout = render(scene.heldout_cameras)
+    render_seconds = (time.perf_counter() - start) / (len(frames) * scene.heldout_cameras.num_views_total)
+    train = render(scene.train_cameras)
+    truth = scene.heldout_rgb[:, frames]
+    union = (scene.heldout_mask[:, frames] > 0).any(dim=1, keepdim=True).expand(-1, len(frames), -1, -1)
+    per_frame = [pooled_psnr(heldout[:, k], truth[:, k]) for k in range(len(frames))]
+    return {
+        "heldout_psnr": pooled_psnr(heldout, truth),
+        "heldout_psnr_mask": pooled_psnr(heldout, truth, union),
+        "heldout_ssim": video_metrics(heldout.flatten(0, 1), truth.flatten(0, 1))["ssim"],
+        "train_psnr": pooled_psnr(train, scene.train_rgb[:, frames]),
+        "per_frame": dict(zip(frames, per_frame)),
+        "render_seconds": render_seconds,
+    }
+
+
+def real_fit(scene: RealScene, preset: str, changes: dict, size: int, frames: list[int]) -> dict:
+    config = configure(preset, changes)
+    wall, cpu = time.perf_counter(), time.process_time()
+    field = fit_4d(scene.train_rgb, scene.train_mask, scene.train_cameras, config)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    scores = score_real(field, scene, size, frames, config.num_samples)
+    return {"iterations": config.iterations, "wall": wall, "cpu": cpu, **scores}
+
+
+def baselines(scene: RealScene) -> dict[str, float]:
+    """The README's reference points, recomputed: all white, nearest train view, frame 0 shown at every frame."""
+    truth = scene.heldout_rgb
+    nearest = [int((scene.train_cameras.view_directions() @ d).argmax())
+               for d in scene.heldout_cameras.view_directions()]
+    return {
+        "all-white image": pooled_psnr(torch.ones_like(truth), truth),
+        "nearest train view's ground truth (ties to the first view)": pooled_psnr(scene.train_rgb[nearest], truth),
+        "perfect but static (frame 0 at every frame)": pooled_psnr(truth[:, :1].expand_as(truth), truth),
+    }
+
+
+def procedural_curve(settings: Settings) -> list[dict]:
+    size, frames = settings.procedural_size, settings.procedural_frames
+    train = render_scene(PROCEDURAL_TRAIN, frames, size, size)
+    truth = render_scene(PROCEDURAL_HELD_OUT, frames, size, size)
+    rows = []
+    for iterations in settings.procedural_iterations:
+        config = configure("default", {**settings.fit_changes, "iterations": iterations})
+        start = time.perf_counter()
+        field = fit_4d(train.rgb, train.mask, PROCEDURAL_TRAIN, config)
+        seconds = time.perf_counter() - start
+        rgb, _ = render_videos(field, PROCEDURAL_HELD_OUT, frames, size, size)
+        rows.append({"iterations": iterations, "seconds": seconds,
+                     **video_metrics(rgb.flatten(0, 1), truth.rgb.flatten(0, 1))})
+    return rows
+
+
+def run(settings: Settings, out: Path | None, ablation: bool = True) -> dict:
+    torch.manual_seed(0)
+    scene = load_real_scene(settings.size)
+    num_frames = scene.heldout_rgb.shape[1]
+    load_before = load_average()
+    all_frames = list(range(0, num_frames, settings.frames_stride))
+    main = real_fit(scene, settings.preset, settings.fit_changes, settings.size, all_frames)
+    rows = {}
+    if ablation:
+        every_fourth = list(range(0, num_frames, max(4, settings.frames_stride)))
+        for name in settings.ablation_variants or ABLATION:
+            changes = ABLATION[name]
+            changes = {**settings.fit_changes, "iterations": settings.ablation_iterations, **changes}
+            rows[name] = real_fit(scene, settings.preset, changes, settings.size, every_fourth)
+    results = {"main": main, "ablation": rows, "baselines": baselines(scene), "procedural": procedural_curve(settings),
+               "load": (load_before, load_average())}
     if out is not None:
         out.write_text(report(settings, results))
     return results
 
 
+def diagnosis(main: dict) -> str:
+    frames = main["per_frame"]
+    first, worst = frames[min(frames)], min(frames.values())
+    gap = main["train_psnr"] - main["heldout_psnr"]
+    return (f"Train views {main['train_psnr']:.2f} dB vs held-out {main['heldout_psnr']:.2f} dB (generalisation gap "
+            f"{gap:.2f} dB); held-out frame 0 {first:.2f} dB vs the worst frame {worst:.2f} dB (motion gap "
+            f"{first - worst:.2f} dB).")
+
+
 def report(settings: Settings, results: dict) -> str:
+    main = results["main"]
     machine = (
-        f"Generated by `bench/bench_nerf4d.py` on {datetime.date.today().isoformat()}: {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu. "
-        f"Load average (1/5/15 min) before: {results['load'][0]}, after: {results['load'][1]} "
-        "(other processes share the cores; wall times scale with that contention)."
-    )
-    scene = (
-        f"Scene: `sv4d_lib.synthetic.default_scene()` (two textured ellipsoids that translate, squash and spin), "
-        f"{settings.frames} frames, {settings.size}×{settings.size} px, training orbit = the 8-view layout "
-        f"{TRAIN_AZIMUTHS} at elevation {ELEVATION}° (9 views incl. the input view), held-out views at azimuths "
-        f"{HELD_OUT_AZIMUTHS}. Default `FitConfig` (1024 rays × 64 samples per step, hash grid L=8, T=2^15)."
-    )
-    perturbation = (
-        f"Training views 1..8 get a per-view colour gain of up to ±{settings.colour_shift:.0%} per channel and a "
-        f"{settings.shift_px} px shift in a random direction (view 0 stays exact); scores are on the clean held-out "
-        f"views, {settings.ablation_iterations} iterations each."
+        f"Generated by `bench/bench_nerf4d.py` on {datetime.date.today().isoformat()}: "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, device cpu. Load average (1/5/15 min) before: {results['load'][0]}, "
+        f"after: {results['load'][1]} (wall times grow with other processes on the cores; CPU time less so)."
     )
     lines = [
-        "# 4D fit benchmark (procedural dynamic scene)",
+        "# 4D fit benchmark",
         "",
         machine,
         "",
-        scene,
+        "## Real dev scene (maidroid, 128 px, 5 training views, 21 frames)",
         "",
-        "## Held-out quality against wall time",
+        f"`FitConfig.preset(\"{settings.preset}\")` ({main['iterations']} iterations). PSNR is pooled over every "
+        "pixel of the 3 held-out views × scored frames, as in the scene's README.",
+        "",
+        "| measure | value |",
+        "|---|---:|",
+        f"| held-out PSNR, whole image | {main['heldout_psnr']:.2f} dB |",
+        f"| held-out PSNR, inside the union of masks | {main['heldout_psnr_mask']:.2f} dB |",
+        f"| held-out SSIM | {main['heldout_ssim']:.4f} |",
+        f"| train-view PSNR | {main['train_psnr']:.2f} dB |",
+        f"| fit wall time / CPU time | {main['wall']:.0f} s / {main['cpu']:.0f} s |",
+        f"| render time per 128² image | {main['render_seconds']:.3f} s |",
+        "",
+        "Reference points on the same held-out views: "
+        + ", ".join(f"{name} {value:.2f} dB" for name, value in results["baselines"].items()) + ".",
+        "",
+        "Held-out PSNR per frame (dB): "
+        + ", ".join(f"{f}: {v:.2f}" for f, v in main["per_frame"].items()) + ".",
+        "",
+        diagnosis(main),
+    ]
+    if results["ablation"]:
+        lines += [
+            "",
+            f"## Ablation on the real scene ({settings.ablation_iterations} iterations, held-out frames every 4th)",
+            "",
+            "| variant | held-out PSNR (dB) | inside masks (dB) | train PSNR (dB) | CPU time (s) |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        lines += [f"| {name} | {r['heldout_psnr']:.2f} | {r['heldout_psnr_mask']:.2f} | {r['train_psnr']:.2f} | "
+                  f"{r['cpu']:.0f} |" for name, r in results["ablation"].items()]
+    lines += [
+        "",
+        "## Procedural scene (regression check)",
+        "",
+        f"`sv4d_lib.synthetic.default_scene()`, {settings.procedural_frames} frames, {settings.procedural_size}² px, "
+        "trained on the 8-view orbit at elevation 10° (9 views), held-out azimuths 52.5/142.5/232.5/315°; mean "
+        "per-image PSNR.",
         "",
         "| iterations | wall time (s) | PSNR (dB) | SSIM |",
         "|---:|---:|---:|---:|",
     ]
-    lines += [f"| {r['iterations']} | {r['seconds']:.1f} | {r['psnr']:.2f} | {r['ssim']:.4f} |" for r in results["curve"]]
-    lines += [
-        "",
-        "## Inconsistent targets: visibility weighting and progressive frames",
-        "",
-        perturbation,
-        "",
-        "| variant | wall time (s) | PSNR (dB) | SSIM |",
-        "|---|---:|---:|---:|",
-    ]
-    lines += [f"| {name} | {r['seconds']:.1f} | {r['psnr']:.2f} | {r['ssim']:.4f} |"
-              for name, r in results["ablation"].items()]
-    lines += ["", "## Reading the numbers", "", NOTES]
+    lines += [f"| {r['iterations']} | {r['seconds']:.1f} | {r['psnr']:.2f} | {r['ssim']:.4f} |"
+              for r in results["procedural"]]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny smoke configuration")
+    parser.add_argument("--preset", default="default", help="fit preset of the main real-scene row")
+    parser.add_argument("--no-ablation", action="store_true", help="skip the ablation (saves most of the time)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_nerf4d.md")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads; 1 by default: on a shared 2-core machine 2 threads spin-wait and "
-                        "were up to 5× slower per step")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    results = run(QUICK if args.quick else Settings(), args.out)
-    print(report(QUICK if args.quick else Settings(), results))
+    settings = QUICK if args.quick else Settings(preset=args.preset)
+    results = run(settings, args.out, ablation=not args.no_ablation)
+    print(report(settings, results))
 
 
 if __name__ == "__main__":

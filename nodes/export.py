@@ -14,7 +14,7 @@ from sv4d_lib.nerf.export import STAGES, ExportProgress, ExportSettings, export_
 from sv4d_lib.nerf.mesh import SurfaceSettings
 from sv4d_lib.nerf.texture import BakeSettings
 
-from .save import check_filename_prefix
+from .common import check_filename_prefix
 from .types import Field4D
 
 log = logging.getLogger(__name__)

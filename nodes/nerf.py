@@ -9,9 +9,11 @@ from PIL import Image
 
 from sv4d_lib.multiview import join_views, split_views
 from sv4d_lib.nerf import FitConfig, fit_4d
+from sv4d_lib.nerf.fit import PRESETS
 from sv4d_lib.nerf.metrics import video_metrics
 from sv4d_lib.nerf.render import render_videos
 from sv4d_lib.synthetic import render_scene
+from sv4d_lib.video import check_finite
 
 from .types import Cameras, Field4D
 
@@ -50,8 +52,13 @@ class SV4D2Fit4D(io.ComfyNode):
                 io.Int.Input("stage", default=1, min=1, max=2,
                              tooltip="1: fit from scratch (static on frame 0, then dynamic with progressive frames). "
                              "2: warm-started refit of `init_field` on refined videos."),
-                io.Int.Input("iterations", default=1000, min=1, max=100000,
-                             tooltip="Optimisation steps (CPU: ~0.1 s each at 64 px; GPU: much faster)."),
+                io.Combo.Input("preset", options=list(PRESETS), default="default",
+                               tooltip="Quality/speed trade-off measured on a real animated asset at 128 px "
+                               "(docs/bench_nerf4d.md): draft (quick look), default (good quality), high "
+                               "(slower, a little sharper)."),
+                io.Int.Input("iterations", default=0, min=0, max=100000,
+                             tooltip="Optimisation steps; 0 uses the preset's count. On a 2-core CPU a step takes "
+                             "about 0.1–0.2 s at 128 px; a GPU is much faster."),
                 io.Int.Input("resolution", default=128, min=16, max=1024, step=8,
                              tooltip="Training height in pixels; the videos are resized to it."),
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=True,
@@ -66,16 +73,20 @@ class SV4D2Fit4D(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, images, cameras, stage: int, iterations: int, resolution: int, seed: int, masks=None,
-                init_field=None) -> io.NodeOutput:
+    def execute(cls, images, cameras, stage: int, preset: str, iterations: int, resolution: int, seed: int,
+                masks=None, init_field=None) -> io.NodeOutput:
+        check_finite(images, "images")
+        if masks is not None:
+            check_finite(masks, "masks")
         videos = split_views(images[..., :3], cameras)
         mask_videos = None if masks is None else split_views(masks, cameras)
         if mask_videos is not None and mask_videos.shape[:2] != videos.shape[:2]:
             raise ValueError(f"got {masks.shape[0]} masks for {images.shape[0]} images; pass one mask per image")
-        config = FitConfig(radius=cameras.radius, fov_deg=cameras.fov_deg, iterations=iterations, seed=seed,
-                           stage=stage, resolution=resolution, device=str(mm.get_torch_device()))
-        field = fit_4d(videos, mask_videos, list(cameras.elevations_deg), list(cameras.azimuths_deg), config,
-                       callback=_progress_callback(iterations), init=init_field)
+        changes = {"iterations": iterations} if iterations else {}
+        config = FitConfig.preset(preset, seed=seed, stage=stage, resolution=resolution,
+                                  device=str(mm.get_torch_device()), **changes)
+        field = fit_4d(videos, mask_videos, cameras, config, callback=_progress_callback(config.iterations),
+                       init=init_field)
         return io.NodeOutput(field)
 
 
@@ -106,14 +117,13 @@ class SV4D2Render4D(io.ComfyNode):
     @classmethod
     def execute(cls, field, cameras, frames: int, width: int, height: int) -> io.NodeOutput:
         num_frames = frames or field.num_frames
-        bar = comfy.utils.ProgressBar(len(cameras.azimuths_deg) * num_frames)
+        bar = comfy.utils.ProgressBar(num_frames)
 
         def step() -> None:
             bar.update(1)
             mm.throw_exception_if_processing_interrupted()
 
-        rgb, alpha = render_videos(field, list(cameras.elevations_deg), list(cameras.azimuths_deg), num_frames,
-                                   width, height, callback=step)
+        rgb, alpha = render_videos(field, cameras, num_frames, width, height, callback=step)
         return io.NodeOutput(join_views(rgb).cpu(), join_views(alpha).cpu())
 
 

@@ -14,6 +14,7 @@ from comfy_api.latest import io
 
 from sv4d_lib import extend
 from sv4d_lib.multiview import join_views, split_views
+from sv4d_lib.video import check_finite
 
 from .common import validate_grid
 from .common import model_inputs, plan_video, window_host, window_inputs, windows_output
@@ -63,6 +64,7 @@ class SV4D2Refine(io.ComfyNode):
         cls, model, clip_vision, vae, frames, cameras, multiview, strength: float, steps: int, seed: int, grid: str,
         decoding_t: int, crossfade: bool, pad_frames: bool,
     ) -> io.NodeOutput:
+        check_finite(multiview, "multiview")
         videos = split_views(multiview, cameras)[..., :3]
         extend.check_source_videos(videos, frames)
         plan, _, notes = plan_video(model, cameras, frames.shape[0], pad_frames)

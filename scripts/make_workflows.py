@@ -122,7 +122,7 @@ def full_pipeline(g: EditorGraph) -> None:
     g.add("SV4D2SaveViews", title="Save Views", images=views.out("multiview"), cameras=cameras,
           filename_prefix="sv4d2/pipeline_views")
     stage1 = g.add("SV4D2Fit4D", title="Fit 4D (stage 1)", images=views.out("multiview"), cameras=cameras, stage=1,
-                   iterations=3000, resolution=128, seed=0)
+                   preset="default", resolution=128, seed=0)
     renders = g.add("SV4D2Render4D", title="Render 4D", field=stage1.out(0), cameras=cameras, frames=0, width=576,
                     height=576)
     refined = g.add("SV4D2Refine", title="Refine", model=model.out("MODEL"), clip_vision=model.out("CLIP_VISION"),
@@ -131,7 +131,7 @@ def full_pipeline(g: EditorGraph) -> None:
     g.add("SV4D2SaveViews", title="Save Refined Views", images=refined.out("multiview"), cameras=cameras,
           filename_prefix="sv4d2/pipeline_refined")
     stage2 = g.add("SV4D2Fit4D", title="Fit 4D (stage 2)", images=refined.out("multiview"), cameras=cameras,
-                   stage=2, iterations=1500, resolution=128, seed=0, init_field=stage1.out(0))
+                   stage=2, preset="draft", resolution=128, seed=0, init_field=stage1.out(0))
     video = next(n for n in g.nodes if n.type == "LoadVideo")  # the animation plays at the source's frame rate
     mesh = g.add("SV4D2Export4DMesh", title="Export 4D Mesh", field=stage2.out(0), filename_prefix="sv4d2/asset",
                  video=video.out(0))
@@ -146,7 +146,7 @@ def fit_own_videos(g: EditorGraph) -> None:
     cameras = g.add("SV4D2Cameras", title="Cameras", preset="8v").out(0)
     scene = g.add("SV4D2SyntheticScene", title="Synthetic Scene", cameras=cameras, frames=12, width=128, height=128)
     field = g.add("SV4D2Fit4D", title="Fit 4D", images=scene.out("images"), cameras=cameras, stage=1,
-                  iterations=3000, resolution=128, seed=0, masks=scene.out("masks"))
+                  preset="default", resolution=128, seed=0, masks=scene.out("masks"))
     renders = g.add("SV4D2Render4D", title="Render 4D", field=field.out(0), cameras=cameras, frames=12, width=128,
                     height=128)
     metrics = g.add("SV4D2Metrics4D", title="Metrics", images=renders.out("images"), reference=scene.out("images"))

@@ -72,6 +72,11 @@ def _random_unet_and_vae(seed: int) -> dict[str, torch.Tensor]:
     torch.manual_seed(seed)
     state = {f"model.diffusion_model.{k}": v for k, v in SV4D2UNet(**TINY_UNET_CONFIG).state_dict().items()}
     encoder, decoder = Encoder(**TINY_VAE_DDCONFIG), Decoder(**TINY_VAE_DDCONFIG)
+    # ComfyUI's layers skip weight initialisation (torch.empty): initialise them as plain torch layers would
+    for module in [*encoder.modules(), *decoder.modules()]:
+        for base in (torch.nn.Conv2d, torch.nn.Linear, torch.nn.GroupNorm):
+            if isinstance(module, base):
+                base.reset_parameters(module)
     quant = torch.nn.Conv2d(8, 8, 1)
     prefix = "conditioner.embedders.1.encoder."
     state.update({f"{prefix}encoder.{k}": v for k, v in encoder.state_dict().items()})

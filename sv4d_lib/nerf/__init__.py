@@ -1,7 +1,8 @@
 """4D optimisation: a dynamic NeRF fitted to multi-view videos, and its export to an animated mesh.
 
-`fit_4d(videos, masks, elevations_deg, azimuths_deg, config=FitConfig(...))` returns a `DynamicNeRF` whose
-`render(elevation_deg, azimuth_deg, t, width, height)` gives (rgb, alpha); `export.export_4d` writes the GLBs.
+`fit_4d(videos, masks, cameras, config=FitConfig.preset("default"))` returns a `DynamicNeRF`;
+`render.render_views(field, cameras, t, width, height)` gives (rgb, alpha); `export.export_4d` writes the GLBs.
+Modules depend one way: hashgrid → occupancy/deformation → field → render → curriculum/losses → fit → export.
 """
 from .field import DynamicNeRF, FieldConfig
 from .fit import FitConfig, derive_masks, fit_4d

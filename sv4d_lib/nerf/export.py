@@ -3,7 +3,7 @@
 Pipeline (each stage reports progress; raising from the callback stops the export within a fraction of a second):
 1. `surface`: canonical density grid, surface level from the fitted opacity, marching cubes, floaters dropped,
    Taubin smoothing, decimation to the face budget (`mesh.py`);
-2. `deformation`: every vertex carried to every frame by inverting the backward warp (`deform.py`);
+2. `deformation`: every vertex carried to every frame by inverting the backward warp (`vertex_solve.py`);
 3. `baking`: UV atlas and baseColor texture from the canonical colour at the surface (`texture.py`), or vertex
    colours;
 4. `writing`: one GLB, one morph target per frame, a looping animation named after the file (`gltf.py`);
@@ -28,7 +28,7 @@ import torch
 
 from ..atomic import atomic_files
 from ..cameras import DEFAULT_FOV_DEG, DEFAULT_RADIUS, OrbitCameras
-from .deform import FrameSolve, solve_frames
+from .vertex_solve import FrameSolve, solve_frames
 from .gltf import AnimatedMesh, animated_glb, read_glb
 from .mesh import SurfaceReport, SurfaceSettings, extract_surface
 from .raycast import render_mesh

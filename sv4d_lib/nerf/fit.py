@@ -1,9 +1,11 @@
 """Fit a dynamic NeRF to multi-view videos from known orbit cameras (SV4D 2.0 §4, written from the paper).
 
 Stage 1 starts static (canonical NeRF on frame 0, deformation off), then unfreezes the deformation and opens the
-frames progressively. Each step renders random rays of one frame from a near-orthogonal view set and minimises the
-visibility-weighted MSE + silhouette loss (+ LPIPS on a patch when its weights are on disk). Stage 2 warm-starts
-from a stage-1 field and refits all frames at once on refined targets (the diffusion-denoised stage-1 renders).
+frames progressively while the deformation grid anneals coarse to fine. Each step renders random rays of one frame
+from a near-orthogonal view set and minimises the visibility-weighted MSE + silhouette loss (+ LPIPS on a patch
+when its weights are on disk). Samples outside the frame's visual hull carry no density (`occupancy.py`). Stage 2
+warm-starts from a stage-1 field and refits all frames at once on refined targets (the diffusion-denoised
+stage-1 renders). `FitConfig.preset` names the quality/speed trade-offs measured in docs/bench_nerf4d.md.
 """
 from __future__ import annotations
 
@@ -16,12 +18,12 @@ from dataclasses import field as dataclass_field
 import torch
 import torch.nn.functional as F
 
-from ..cameras import DEFAULT_FOV_DEG, DEFAULT_RADIUS
+from ..cameras import OrbitCameras
+from .curriculum import frame_window, orthogonal_views
 from .field import DynamicNeRF, FieldConfig
 from .losses import load_lpips, mask_loss, visibility_weights, weighted_mse
-from .occupancy import visual_hull
-from .render import camera_rays, render_rays, render_view, surface_normals
-from .schedule import frame_window, orthogonal_views
+from .occupancy import visual_hulls
+from .render import DEFAULT_SAMPLES, render_rays, render_views, surface_normals
 
 # Callback(step, total, preview (H, W, 3) or None); raising from it aborts the fit.
 FitCallback = Callable[[int, int, "torch.Tensor | None"], None]
@@ -32,23 +34,25 @@ WHITE_TOLERANCE = 4.0 / 255.0
 
 @dataclass
 class FitConfig:
-    """Optimisation settings; the defaults fit a 64² 9-view × 5-frame orbit in about two minutes on one CPU core
-    (docs/bench_nerf4d.md); on a GPU raise `rays_per_step` and `resolution`."""
+    """Optimisation settings. Defaults are the "default" preset (docs/bench_nerf4d.md); `FitConfig.preset` names the
+    measured trade-offs; on a GPU raise `rays_per_step` and `resolution`."""
 
-    radius: float = DEFAULT_RADIUS
-    fov_deg: float = DEFAULT_FOV_DEG
-    bound: float | None = None  # half-size of the scene box; None: radius·tan(fov/2), what a view sees at the origin
-    iterations: int = 1000
+    bound: float | None = None  # half-size of the scene cube; None: radius·tan(fov/2), what a view sees at the origin
+    iterations: int = 3000
     seed: int = 0
     stage: int = 1  # 1: static→dynamic from scratch (or `init`); 2: warm-started refit on refined targets
     resolution: int | None = None  # training height in pixels (videos are resized); None keeps the input size
     rays_per_step: int = 1024
     foreground_fraction: float = 0.75  # share of rays drawn near the object (dilated mask); the rest anywhere
-    num_samples: int = 64
+    num_samples: int = DEFAULT_SAMPLES
     views_per_step: int = 4
     static_fraction: float = 0.2  # share of stage-1 iterations spent on frame 0 with the deformation frozen
     progressive: bool = True
     progressive_fraction: float = 0.5  # share of the dynamic iterations over which the frame window opens
+    anneal_fraction: float = 0.5  # share of the dynamic iterations over which the deformation grid opens its levels
+    hulls: bool = True  # cull samples outside each frame's visual hull of the masks
+    hull_margin_px: float = 0.5  # silhouette dilation (beyond a projected cell) that tolerates misaligned views
+    hull_tolerance: int | None = None  # views that may disagree on a hull cell; None: 0 up to 5 views, else 1
     visibility: bool = True
     visibility_start: float = 0.2  # weights need a surface: start after this share of the iterations
     mask_weight: float = 1.0
@@ -56,7 +60,6 @@ class FitConfig:
     lpips_patch: int = 32
     lpips_vgg_path: str | None = None
     lpips_lin_path: str | None = None
-    deform_anchor_weight: float = 0.1  # ‖Δ(x, 0)‖²: keeps canonical space = frame 0 for the mesh export
     lr_grid: float = 1e-2
     lr_mlp: float = 1e-3
     lr_deform: float = 5e-3
@@ -69,29 +72,44 @@ class FitConfig:
     field: FieldConfig = dataclass_field(default_factory=FieldConfig)
     device: str | None = None  # None: CUDA when available
 
+    @classmethod
+    def preset(cls, name: str, **changes) -> "FitConfig":
+        """A named quality/speed trade-off ("draft", "default", "high") with optional field overrides."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown fit preset {name!r}; use one of {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[name], **changes})
+
+
+# Measured on the real dev scene at 128 px (docs/bench_nerf4d.md); "default" equals the dataclass defaults.
+PRESETS: dict[str, dict] = {
+    "draft": {"iterations": 1000},
+    "default": {},
+    "high": {"iterations": 6000, "rays_per_step": 2048},
+}
+
 
 def _check_inputs(
-    videos: torch.Tensor, masks: torch.Tensor | None, elevations: list[float], azimuths: list[float], config: FitConfig,
+    videos: torch.Tensor, masks: torch.Tensor | None, cameras: OrbitCameras, config: FitConfig,
     init: DynamicNeRF | None,
 ) -> None:
     if videos.ndim != 5 or videos.shape[-1] != 3:
         raise ValueError(f"videos must be (views, frames, height, width, 3), got shape {tuple(videos.shape)}")
-    num_views = videos.shape[0]
-    if not (len(elevations) == len(azimuths) == num_views):
-        raise ValueError(
-            f"cameras/views mismatch: {num_views} views but {len(elevations)} elevations and {len(azimuths)} "
-            "azimuths; pass one camera per view, view 0 being the input view"
-        )
+    cameras.check_count(videos.shape[0], "videos")
     if masks is not None and tuple(masks.shape) != tuple(videos.shape[:-1]):
         raise ValueError(f"masks must be (views, frames, height, width) = {tuple(videos.shape[:-1])}, got {tuple(masks.shape)}")
     if min(videos.shape[2:4]) < 8:
         raise ValueError(f"frames of {videos.shape[3]}×{videos.shape[2]} px are too small to fit; use at least 8×8")
     if not torch.isfinite(videos).all() or videos.min() < 0 or videos.max() > 1:
         raise ValueError("videos must be finite floats in [0, 1]; normalise the images (e.g. uint8 / 255)")
+    if masks is not None and (not torch.isfinite(masks).all() or masks.min() < 0 or masks.max() > 1):
+        raise ValueError("masks must be finite floats in [0, 1] (1 = object); normalise them or leave them out")
     if config.stage not in (1, 2):
         raise ValueError(f"stage must be 1 or 2, got {config.stage}")
     if config.stage == 2 and init is None:
         raise ValueError("stage 2 refits a stage-1 field: pass it as `init` (warm start)")
+    if init is not None and init.num_frames != videos.shape[1]:
+        raise ValueError(f"the field to refit was fitted on {init.num_frames} frames but the videos have "
+                         f"{videos.shape[1]}; refit on videos of the same length (render the field at that length)")
     if config.iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {config.iterations}")
     white = (videos >= 1 - WHITE_TOLERANCE).all(dim=-1).flatten(2).all(dim=-1)
@@ -125,7 +143,8 @@ def _optimizer(field: DynamicNeRF, config: FitConfig, scale: float) -> torch.opt
     groups = [
         {"params": list(field.encoding.parameters()), "lr": config.lr_grid * scale, "eps": 1e-15},
         {"params": list(field.density_mlp.parameters()) + list(field.colour_mlp.parameters()), "lr": config.lr_mlp * scale},
-        {"params": list(field.deformation.parameters()), "lr": config.lr_deform * scale},
+        {"params": list(field.deformation.encoding.parameters()), "lr": config.lr_deform * scale, "eps": 1e-15},
+        {"params": list(field.deformation.mlp.parameters()) + [field.deformation.codes], "lr": config.lr_deform * scale},
     ]
     return torch.optim.Adam(groups, betas=(0.9, 0.99))
 
@@ -133,24 +152,22 @@ def _optimizer(field: DynamicNeRF, config: FitConfig, scale: float) -> torch.opt
 def fit_4d(
     videos: torch.Tensor,
     masks: torch.Tensor | None,
-    elevations_deg: list[float],
-    azimuths_deg: list[float],
+    cameras: OrbitCameras,
     config: FitConfig | None = None,
     callback: FitCallback | None = None,
     init: DynamicNeRF | None = None,
 ) -> DynamicNeRF:
-    """Fit a `DynamicNeRF` to `videos` (V, F, H, W, 3) in [0, 1] seen from orbit cameras (degrees, view 0 first).
+    """Fit a `DynamicNeRF` to `videos` (V, F, H, W, 3) in [0, 1] seen from `cameras` (one per view, in order).
 
     `masks` (V, F, H, W) in [0, 1]; None derives them from the white background (`derive_masks`). Frame f is time
     `t = f / (F − 1)`. `init` warm-starts from a fitted field (required for stage 2; never modified). `callback`
     gets (step, total, preview or None) every step; an exception raised there propagates and nothing is returned.
     """
     config = config or FitConfig()
-    elevations, azimuths = [float(e) for e in elevations_deg], [float(a) for a in azimuths_deg]
     with torch.inference_mode(False), torch.enable_grad():  # ComfyUI executes nodes in inference mode
         videos = videos.detach().clone().float()
         masks = None if masks is None else masks.detach().clone().float()
-        _check_inputs(videos, masks, elevations, azimuths, config, init)
+        _check_inputs(videos, masks, cameras, config, init)
         masks = derive_masks(videos) if masks is None else masks
         empty = masks.flatten(2).amax(dim=-1) <= 0
         if empty.any():
@@ -158,41 +175,37 @@ def fit_4d(
             raise ValueError(f"the mask of view {v} frame {f} is empty; pass masks that cover the object (or none)")
         if config.resolution is not None:
             videos, masks = _resize(videos, masks, config.resolution)
-        return _Fitter(videos, masks, elevations, azimuths, config, init).run(callback)
+        return _Fitter(videos, masks, cameras, config, init).run(callback)
 
 
 class _Fitter:
     """State of one fit: targets, rays, field, optimiser and the step schedule."""
 
     def __init__(
-        self, videos: torch.Tensor, masks: torch.Tensor, elevations: list[float], azimuths: list[float],
-        config: FitConfig, init: DynamicNeRF | None,
+        self, videos: torch.Tensor, masks: torch.Tensor, cameras: OrbitCameras, config: FitConfig,
+        init: DynamicNeRF | None,
     ) -> None:
-        self.config = config
+        self.config, self.cameras = config, cameras
         self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.num_views, self.num_frames, self.height, self.width, _ = videos.shape
-        self.elevations, self.azimuths = elevations, azimuths
         self.rgb = videos.to(self.device).flatten(2, 3)  # (V, F, H·W, 3)
         self.mask = masks.to(self.device).flatten(2, 3)
         # where foreground rays are drawn (CPU, like the sampling generator): the mask dilated by a few pixels
         near = F.max_pool2d((masks > 0.5).float().flatten(0, 1)[:, None], 5, stride=1, padding=2)
         self.near_object = near.view(self.num_views, self.num_frames, -1) + 1e-4  # never an all-zero row
-        rays = [camera_rays(e, a, config.radius, config.fov_deg, self.width, self.height, self.device)
-                for e, a in zip(elevations, azimuths)]
-        self.origins = torch.stack([o for o, _ in rays])
-        self.dirs = torch.stack([d for _, d in rays])
+        self.origins, self.dirs = cameras.rays(self.width, self.height, self.device)  # (V, H·W, 3)
         self.generator = torch.Generator().manual_seed(config.seed)
         if init is not None:
             self.field = copy.deepcopy(init).to(self.device).requires_grad_(True)
-            self.field.radius, self.field.fov_deg, self.field.num_frames = config.radius, config.fov_deg, self.num_frames
         else:
-            bound = config.bound or config.radius * math.tan(math.radians(config.fov_deg) / 2)
-            self.field = DynamicNeRF(config.field, bound, config.radius, config.fov_deg, self.num_frames,
-                                     self.device, seed=config.seed)
+            bound = config.bound or cameras.radius * math.tan(math.radians(cameras.fov_deg) / 2)
+            self.field = DynamicNeRF(config.field, bound, self.num_frames, self.device, seed=config.seed)
         self.field.train()
-        if init is None:  # never sample outside the silhouettes' visual hull (cheap, and no floaters there)
-            self.field.occupancy.restrict(visual_hull(self.field.occupancy, masks, elevations, azimuths,
-                                                      config.radius, config.fov_deg))
+        if config.hulls:  # never put density outside a frame's silhouettes (no floaters or ghost limbs there)
+            tolerance = config.hull_tolerance if config.hull_tolerance is not None else int(self.num_views > 5)
+            self.field.occupancy.set_hulls(visual_hulls(cameras, masks.to(self.device),
+                                                        self.field.occupancy.resolution, self.field.bound,
+                                                        config.hull_margin_px, tolerance))
         self.warm = init is not None
         self.static_steps = 0 if self.warm or self.num_frames == 1 else int(config.static_fraction * config.iterations)
         scale = config.stage2_lr_scale if config.stage == 2 else 1.0
@@ -206,14 +219,19 @@ class _Fitter:
     def _randint(self, high: int, size: int = 1) -> torch.Tensor:
         return torch.randint(high, (size,), generator=self.generator)
 
+    def _dynamic_progress(self, step: int) -> float:
+        """Share ∈ [0, 1] of the dynamic iterations done at `step` (1 for warm starts: everything open)."""
+        if self.warm:
+            return 1.0
+        return max(step - self.static_steps, 0) / max(self.config.iterations - self.static_steps, 1)
+
     def _frame(self, step: int) -> tuple[int, int]:
         """Frame to fit at `step` and the size of the open frame window."""
         if step < self.static_steps:
             return 0, 1
         window = self.num_frames
-        if self.config.progressive and not self.warm:
-            progress = (step - self.static_steps) / max(self.config.iterations - self.static_steps, 1)
-            window = frame_window(progress, self.num_frames, self.config.progressive_fraction)
+        if self.config.progressive:
+            window = frame_window(self._dynamic_progress(step), self.num_frames, self.config.progressive_fraction)
         return int(self._randint(window)), window
 
     def _time(self, frame: int) -> float:
@@ -221,7 +239,7 @@ class _Fitter:
 
     def _loss(self, step: int, frame: int) -> torch.Tensor:
         cfg = self.config
-        views = orthogonal_views(self.elevations, self.azimuths, int(self._randint(self.num_views)), cfg.views_per_step)
+        views = orthogonal_views(self.cameras, int(self._randint(self.num_views)), cfg.views_per_step)
         per_view = max(cfg.rays_per_step // len(views), 1)
         near_count = round(per_view * cfg.foreground_fraction)
         view_idx = torch.tensor(views).repeat_interleave(per_view).to(self.device)
@@ -241,10 +259,6 @@ class _Fitter:
         loss = weighted_mse(out["rgb"], target, weights) + cfg.mask_weight * mask_loss(out["acc"], mask)
         if self.lpips is not None:
             loss = loss + cfg.lpips_weight * self._lpips_loss(views[0], frame)
-        if self.field.dynamic and cfg.deform_anchor_weight > 0:
-            points = (torch.rand(256, 3, generator=self.generator).to(self.device) * 2 - 1) * self.field.bound
-            offset = self.field.warp(points, torch.zeros(256, device=self.device)) - points
-            loss = loss + cfg.deform_anchor_weight * offset.square().sum(dim=-1).mean()
         return loss
 
     def _lpips_loss(self, view: int, frame: int) -> torch.Tensor:
@@ -258,6 +272,7 @@ class _Fitter:
         times = torch.full((idx.numel(),), self._time(frame), device=self.device)
         out = render_rays(self.field, self.origins[view, idx], self.dirs[view, idx], times, self.config.num_samples,
                           self.generator)
+
         def as_image(x: torch.Tensor) -> torch.Tensor:
             return x.view(1, size, size, 3).permute(0, 3, 1, 2)
 
@@ -267,8 +282,8 @@ class _Fitter:
         cfg = self.config
         if step < cfg.occupancy_warmup or step % cfg.occupancy_every:
             return
-        time_range = 0.0 if not self.field.dynamic else self._time(window - 1)
-        self.field.occupancy.update(self.field.density, 2 * self.field.bound / cfg.num_samples, time_range,
+        open_frames = window if self.field.dynamic else 1
+        self.field.occupancy.update(self.field.density, 2 * self.field.bound / cfg.num_samples, open_frames,
                                     self.generator)
 
     def _check_finite(self, step: int) -> None:
@@ -280,8 +295,10 @@ class _Fitter:
 
     def run(self, callback: FitCallback | None) -> DynamicNeRF:
         cfg, total = self.config, self.config.iterations
+        preview_camera = self.cameras.select([0])
         for step in range(total):
             self.field.dynamic = step >= self.static_steps and self.num_frames > 1
+            self.field.deformation.anneal(min(self._dynamic_progress(step) / max(cfg.anneal_fraction, 1e-6), 1.0))
             frame, window = self._frame(step)
             loss = self._loss(step, frame)
             self.nonfinite |= ~torch.isfinite(loss)
@@ -294,8 +311,8 @@ class _Fitter:
             if (step + 1) % cfg.preview_every == 0 or step + 1 == total:
                 self._check_finite(step)
                 if callback is not None:
-                    preview = render_view(self.field, self.elevations[0], self.azimuths[0], self._time(frame),
-                                          cfg.preview_size, cfg.preview_size, cfg.num_samples)[0]
+                    preview = render_views(self.field, preview_camera, self._time(frame), cfg.preview_size,
+                                           cfg.preview_size, cfg.num_samples)[0][0]
             if callback is not None:
                 callback(step + 1, total, preview)
         return self._finish()
@@ -304,7 +321,8 @@ class _Fitter:
     def _finish(self) -> DynamicNeRF:
         """Union-over-time occupancy for rendering any frame, then a frozen field in eval mode."""
         self.field.dynamic = self.num_frames > 1
+        self.field.deformation.anneal(1.0)
         step_size = 2 * self.field.bound / self.config.num_samples
         for _ in range(4):
-            self.field.occupancy.update(self.field.density, step_size, 1.0, self.generator, decay=1.0)
+            self.field.occupancy.update(self.field.density, step_size, self.num_frames, self.generator, decay=1.0)
         return self.field.eval().requires_grad_(False)

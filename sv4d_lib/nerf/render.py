@@ -1,38 +1,21 @@
-"""Rays of orbit cameras, stratified sampling inside the scene box, occupancy culling and alpha compositing.
+"""Volume rendering of a dynamic field: stratified samples in the scene cube, occupancy culling, compositing.
 
 Plain torch on dense `[R, S]` buffers (nerfacc's samplers are CUDA-only, nerf4d.md §2): only samples in occupied
-cells reach the network, the rest keep σ = 0, so empty space costs one grid lookup.
+cells (per-frame visual hull ∩ density grid, `occupancy.py`) reach the network, the rest keep σ = 0, so empty space
+costs one grid lookup. Rays come from `OrbitCameras`.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from ..cameras import OrbitCameras
-
-if TYPE_CHECKING:
-    from .field import DynamicNeRF
+from .field import DynamicNeRF
 
 DEFAULT_SAMPLES = 64
-
-
-def camera_rays(
-    elevation_deg: float, azimuth_deg: float, radius: float, fov_deg: float, width: int, height: int,
-    device: torch.device | str = "cpu",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Origins and unit directions (H·W, 3) through pixel centres, row-major from the top-left pixel."""
-    origins, dirs = OrbitCameras((elevation_deg,), (azimuth_deg,), radius, fov_deg).rays(width, height, device)
-    return origins[0], dirs[0]
-
-
-def project(points: torch.Tensor, elevation_deg: float, azimuth_deg: float, radius: float, fov_deg: float,
-            width: int, height: int) -> torch.Tensor:
-    """Pixel coordinates (N, 2) as (column, row) of world points (N, 3) in an orbit view (pixel centres at +0.5)."""
-    return OrbitCameras((elevation_deg,), (azimuth_deg,), radius, fov_deg).project(points, width, height)[0][0]
 
 
 def aabb_intersect(origins: torch.Tensor, dirs: torch.Tensor, bound: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,6 +42,20 @@ def composite(
     }
 
 
+def _occupied_field(
+    field: DynamicNeRF, points: torch.Tensor, times: torch.Tensor, candidates: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Density (N,) and colour (N, 3) of points (N, 3) at times (N,); zero where culled or not a candidate."""
+    occupied = candidates & field.occupancy.occupied(points, times)
+    if points.is_cuda:  # dense evaluation: compaction would cost a host sync, the GPU has throughput to spare
+        sigma, rgb = field(points, times)
+        return sigma * occupied, rgb
+    keep = occupied.nonzero().squeeze(1)  # CPU: evaluate occupied samples only, the main saving of the grid
+    sigma_kept, rgb_kept = field(points[keep], times[keep])
+    return (sigma_kept.new_zeros(points.shape[0]).index_put((keep,), sigma_kept),
+            rgb_kept.new_zeros(points.shape[0], 3).index_put((keep,), rgb_kept))
+
+
 def render_rays(
     field: DynamicNeRF,
     origins: torch.Tensor,
@@ -82,19 +79,49 @@ def render_rays(
         bins = (bins + 0.5).expand(origins.shape[0], -1)
     depths = near[:, None] + bins * delta[:, None]
     points = (origins[:, None] + dirs[:, None] * depths[..., None]).reshape(-1, 3)
-    occupied = hit[:, None].expand(-1, num_samples).reshape(-1) & field.occupancy.occupied(points)
     sample_times = times[:, None].expand(-1, num_samples).reshape(-1)
-    if points.is_cuda:  # dense evaluation: compaction would cost a host sync, the GPU has throughput to spare
-        sigma, rgb = field(points, sample_times)
-        sigma = sigma * occupied
-    else:  # CPU: evaluate occupied samples only, the main saving of the occupancy grid
-        keep = occupied.nonzero().squeeze(1)
-        sigma_kept, rgb_kept = field(points[keep], sample_times[keep])
-        sigma = sigma_kept.new_zeros(points.shape[0]).index_put((keep,), sigma_kept)
-        rgb = rgb_kept.new_zeros(points.shape[0], 3).index_put((keep,), rgb_kept)
+    sigma, rgb = _occupied_field(field, points, sample_times, hit[:, None].expand(-1, num_samples).reshape(-1))
     return composite(
         sigma.view(-1, num_samples), rgb.view(-1, num_samples, 3), depths, delta[:, None].expand_as(depths)
     )
+
+
+@torch.no_grad()
+def march_rays(
+    field: DynamicNeRF,
+    origins: torch.Tensor,
+    dirs: torch.Tensor,
+    times: torch.Tensor,
+    num_samples: int = DEFAULT_SAMPLES,
+    segment: int = 8,
+    min_transmittance: float = 1e-3,
+    background: float = 1.0,
+) -> dict[str, torch.Tensor]:
+    """Evaluation twin of `render_rays` (bin centres) with early ray termination: samples are taken `segment` at a
+    time front to back and a ray stops once less than `min_transmittance` of its light is left, so an opaque
+    surface costs a few samples instead of the whole ray. Returns `rgb` (R, 3) on white and `acc` (R,)."""
+    near, far = aabb_intersect(origins, dirs, field.bound)
+    delta = (far - near).clamp(min=0) / num_samples
+    transmittance = torch.ones_like(near)
+    colour = torch.zeros_like(origins)
+    active = (far > near).nonzero().squeeze(1)
+    for start in range(0, num_samples, segment):
+        if active.numel() == 0:
+            break
+        count = min(segment, num_samples - start)
+        bins = torch.arange(start, start + count, device=origins.device, dtype=origins.dtype) + 0.5
+        depths = near[active, None] + bins * delta[active, None]  # (A, count)
+        points = origins[active, None] + dirs[active, None] * depths[..., None]
+        sample_times = times[active, None].expand(-1, count).reshape(-1)
+        sigma, rgb = _occupied_field(field, points.reshape(-1, 3), sample_times,
+                                     torch.ones_like(sample_times, dtype=torch.bool))
+        alpha = 1.0 - torch.exp(-sigma.view(-1, count) * delta[active, None])
+        through = torch.cumprod(1.0 - alpha, dim=1)
+        before = transmittance[active, None] * torch.cat((torch.ones_like(alpha[:, :1]), through[:, :-1]), dim=1)
+        colour[active] += ((alpha * before)[..., None] * rgb.view(-1, count, 3)).sum(dim=1)
+        transmittance[active] = transmittance[active] * through[:, -1]
+        active = active[transmittance[active] > min_transmittance]
+    return {"rgb": colour + transmittance[:, None] * background, "acc": 1.0 - transmittance}
 
 
 def surface_normals(field: DynamicNeRF, points: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
@@ -108,54 +135,51 @@ def surface_normals(field: DynamicNeRF, points: torch.Tensor, times: torch.Tenso
     return -F.normalize(grad, dim=-1)
 
 
+def _check_time(t: float) -> None:
+    if not (0.0 <= t <= 1.0) or math.isnan(t):
+        raise ValueError(f"t must lie in [0, 1] (frame / (num_frames − 1)), got {t}")
+
+
 @torch.no_grad()
-def render_view(
+def render_views(
     field: DynamicNeRF,
-    elevation_deg: float,
-    azimuth_deg: float,
+    cameras: OrbitCameras,
     t: float,
     width: int,
     height: int,
     num_samples: int = DEFAULT_SAMPLES,
-    chunk: int = 16384,
+    chunk: int = 32768,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """RGB (H, W, 3) on white and alpha (H, W) of one orbit view at time `t` ∈ [0, 1]."""
-    if width < 1 or height < 1:
-        raise ValueError(f"render size must be positive, got {width}×{height}")
-    if not (0.0 <= t <= 1.0) or math.isnan(t):
-        raise ValueError(f"t must lie in [0, 1] (frame / (num_frames − 1)), got {t}")
-    origins, dirs = camera_rays(elevation_deg, azimuth_deg, field.radius, field.fov_deg, width, height, field.device)
+    """RGB (N, H, W, 3) on white and alpha (N, H, W) of every camera at time `t` ∈ [0, 1]."""
+    _check_time(t)
+    origins, dirs = (r.flatten(0, 1) for r in cameras.rays(width, height, field.device))
     times = torch.full((origins.shape[0],), float(t), device=field.device)
     rgb, acc = [], []
     for start in range(0, origins.shape[0], chunk):
-        out = render_rays(field, origins[start:start + chunk], dirs[start:start + chunk], times[start:start + chunk],
-                          num_samples)
+        out = march_rays(field, origins[start:start + chunk], dirs[start:start + chunk], times[start:start + chunk],
+                         num_samples)
         rgb.append(out["rgb"])
         acc.append(out["acc"])
-    return torch.cat(rgb).view(height, width, 3).clamp(0, 1), torch.cat(acc).view(height, width).clamp(0, 1)
+    shape = (cameras.num_views_total, height, width)
+    return torch.cat(rgb).view(*shape, 3).clamp(0, 1), torch.cat(acc).view(shape).clamp(0, 1)
 
 
 def render_videos(
     field: DynamicNeRF,
-    elevations_deg: list[float],
-    azimuths_deg: list[float],
+    cameras: OrbitCameras,
     num_frames: int,
     width: int,
     height: int,
     callback: Callable[[], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multi-view video (V, F, H, W, 3) and alpha (V, F, H, W) at t = f / (num_frames − 1); `callback` after each."""
-    if len(elevations_deg) != len(azimuths_deg):
-        raise ValueError(f"got {len(elevations_deg)} elevations but {len(azimuths_deg)} azimuths; pass one per view")
+    """Multi-view video (N, F, H, W, 3) and alpha (N, F, H, W) at t = f / (num_frames − 1); `callback` per frame."""
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     rgb, alpha = [], []
-    for elevation, azimuth in zip(elevations_deg, azimuths_deg):
-        for f in range(num_frames):
-            image, opacity = render_view(field, elevation, azimuth, f / max(num_frames - 1, 1), width, height)
-            rgb.append(image)
-            alpha.append(opacity)
-            if callback is not None:
-                callback()
-    shape = (len(azimuths_deg), num_frames)
-    return torch.stack(rgb).view(*shape, height, width, 3), torch.stack(alpha).view(*shape, height, width)
+    for f in range(num_frames):
+        image, opacity = render_views(field, cameras, f / max(num_frames - 1, 1), width, height)
+        rgb.append(image)
+        alpha.append(opacity)
+        if callback is not None:
+            callback()
+    return torch.stack(rgb, dim=1), torch.stack(alpha, dim=1)

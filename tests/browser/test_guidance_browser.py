@@ -12,6 +12,7 @@ import json
 import pytest
 import torch
 
+from sv4d_lib.cameras import OrbitCameras
 from sv4d_lib.guidance import DEFAULT_GRID_SPEC, PRESETS, cfg_grid, grid_from_spec, parse_grid_spec
 
 from headless.browser import APP_LOADED, PACK_LOADED, open_comfy
@@ -197,10 +198,10 @@ def test_dragging_ramp_handles_changes_the_queued_grid(page):
     # the heat map is exactly what the sampler will use: the ramp over the connected cameras' azimuths
     state = editor(page)
     assert state["azimuths"] == [0, 60, 120, 180, 240]
-    expected = grid_from_spec(parse_grid_spec(state["text"]), 12, 4, state["azimuths"])
+    cameras = OrbitCameras((0.0,) * 5, state["azimuths"])
+    expected = grid_from_spec(parse_grid_spec(state["text"]), 12, 4, cameras)
     assert torch.equal(grid_tensor(state["reply"]), expected)
-    assert torch.equal(expected, cfg_grid("ramp", 12, 4, azimuths_deg=[0, 60, 120, 180, 240],
-                                          **queued_grid(page)["params"]))
+    assert torch.equal(expected, cfg_grid("ramp", 12, 4, cameras=cameras, **queued_grid(page)["params"]))
 
 
 def test_click_drag_overrides_a_cell_and_double_click_clears_it(page, screenshots):

@@ -11,7 +11,7 @@ import torch
 import trimesh
 
 from sv4d_lib.cameras import OrbitCameras
-from sv4d_lib.nerf.deform import neighbour_fill, solve_frames
+from sv4d_lib.nerf.vertex_solve import neighbour_fill, solve_frames
 from sv4d_lib.nerf.export import ExportSettings, export_4d, safe_stem, vertex_normals
 from sv4d_lib.nerf.gltf import AnimatedMesh, animated_glb, read_glb
 from sv4d_lib.nerf.mesh import SurfaceSettings, density_grid, extract_surface, surface_level
@@ -90,6 +90,16 @@ def test_vertex_solve_inverts_a_warp_where_the_fixed_point_iteration_diverges():
     for _ in range(30):
         x = v - (field.warp(x, torch.ones(500)) - x)
     assert not (field.warp(x, torch.ones(500)) - v).norm(dim=-1).max() < 1e-2
+
+
+def test_vertex_solve_works_under_inference_mode():
+    """ComfyUI executes nodes under torch.inference_mode; the solve's Jacobians still need autograd."""
+    field = AnalyticField(num_frames=2, matrix=STRETCH, shift=(0.05, -0.02, 0.0))
+    canonical = (torch.rand(50, 3, generator=torch.Generator().manual_seed(1)) * 2 - 1) * 0.3
+    with torch.inference_mode():
+        frames, solves = solve_frames(field, canonical.numpy(), np.zeros((0, 2), np.int64), [0.0, 1.0])
+    np.testing.assert_allclose(frames[1], field.inverse_warp(canonical, 1.0).numpy(), atol=1e-5)
+    assert solves[1].unconverged == 0
 
 
 def test_unconverged_vertices_follow_their_neighbours():

@@ -10,8 +10,7 @@ from sv4d_lib.nerf.metrics import video_metrics
 from sv4d_lib.nerf.render import render_videos
 from sv4d_lib.synthetic import render_scene
 
-ELEVATIONS = [10.0, 10.0, 10.0, 10.0]
-AZIMUTHS = [0.0, 90.0, 180.0, 270.0]
+CAMERAS = OrbitCameras((10.0,) * 4, (0.0, 90.0, 180.0, 270.0))
 SMALL_FIELD = FieldConfig(grid={"n_levels": 6, "log2_hashmap_size": 13, "per_level_scale": 1.5},
                           occupancy_resolution=16)
 
@@ -24,18 +23,18 @@ def tiny_config(**kwargs) -> FitConfig:
 
 @pytest.fixture(scope="module")
 def scene():
-    return render_scene(OrbitCameras(ELEVATIONS, AZIMUTHS), 3, 24, 24)
+    return render_scene(CAMERAS, 3, 24, 24)
 
 
 @pytest.fixture(scope="module")
 def fitted(scene):
     """A short real fit (static then dynamic) shared by the tests that need a trained field."""
     config = tiny_config(iterations=240, rays_per_step=512, preview_every=60, static_fraction=0.4)
-    return fit_4d(scene.rgb, scene.mask, ELEVATIONS, AZIMUTHS, config)
+    return fit_4d(scene.rgb, scene.mask, CAMERAS, config)
 
 
 def test_fit_learns_the_training_views(scene, fitted):
-    rgb, alpha = render_videos(fitted, ELEVATIONS, AZIMUTHS, 3, 24, 24)
+    rgb, alpha = render_videos(fitted, CAMERAS, 3, 24, 24)
     scores = video_metrics(rgb.flatten(0, 1), scene.rgb.flatten(0, 1))
     blank = video_metrics(torch.ones_like(rgb.flatten(0, 1)), scene.rgb.flatten(0, 1))
     assert scores["psnr"] > 17.0 and scores["psnr"] > blank["psnr"] + 5
@@ -43,31 +42,23 @@ def test_fit_learns_the_training_views(scene, fitted):
     assert fitted.dynamic and not any(p.requires_grad for p in fitted.parameters())
 
 
-def test_render_api(fitted):
-    rgb, alpha = fitted.render(10.0, 45.0, 0.5, 20, 12)
-    assert rgb.shape == (12, 20, 3) and alpha.shape == (12, 20)
-    assert rgb.min() >= 0 and rgb.max() <= 1
-    with pytest.raises(ValueError, match="t must lie in"):
-        fitted.render(10.0, 45.0, 1.5, 20, 12)
-
-
 def test_static_stage_keeps_the_deformation_frozen(scene):
-    field = fit_4d(scene.rgb, scene.mask, ELEVATIONS, AZIMUTHS, tiny_config(static_fraction=1.0))
-    last = field.deformation[-1]
+    field = fit_4d(scene.rgb, scene.mask, CAMERAS, tiny_config(static_fraction=1.0))
+    last = field.deformation.mlp[-1]
     assert last.weight.abs().max() == 0 and last.bias.abs().max() == 0
-    field = fit_4d(scene.rgb, scene.mask, ELEVATIONS, AZIMUTHS, tiny_config(static_fraction=0.5))
-    assert field.deformation[-1].weight.abs().max() > 0
+    field = fit_4d(scene.rgb, scene.mask, CAMERAS, tiny_config(static_fraction=0.5))
+    assert field.deformation.mlp[-1].weight.abs().max() > 0
 
 
 def test_stage_two_warm_starts_without_touching_init(scene, fitted):
     before = copy.deepcopy(fitted.state_dict())
-    refined = fit_4d(scene.rgb, scene.mask, ELEVATIONS, AZIMUTHS, tiny_config(stage=2), init=fitted)
+    refined = fit_4d(scene.rgb, scene.mask, CAMERAS, tiny_config(stage=2), init=fitted)
     for key, value in fitted.state_dict().items():
         assert torch.equal(value, before[key]), key
     assert refined is not fitted
     assert not torch.equal(refined.encoding.params, fitted.encoding.params)
     # warm start: a few stage-2 steps keep the quality of the stage-1 field
-    rgb, _ = render_videos(refined, ELEVATIONS, AZIMUTHS, 3, 24, 24)
+    rgb, _ = render_videos(refined, CAMERAS, 3, 24, 24)
     assert video_metrics(rgb.flatten(0, 1), scene.rgb.flatten(0, 1))["psnr"] > 15.0
 
 
@@ -80,14 +71,14 @@ def test_callback_sees_progress_and_previews_and_can_interrupt(scene):
             raise InterruptedError("stop")
 
     with pytest.raises(InterruptedError):
-        fit_4d(scene.rgb, scene.mask, ELEVATIONS, AZIMUTHS, tiny_config(preview_size=16), callback=callback)
+        fit_4d(scene.rgb, scene.mask, CAMERAS, tiny_config(preview_size=16), callback=callback)
     assert [s for s, _, _ in seen] == [1, 2, 3, 4, 5, 6]
     assert seen[3] == (4, 8, (16, 16, 3)) and seen[0][2] is None
 
 
 def test_nan_loss_is_reported(scene):
     with pytest.raises(FloatingPointError, match="NaN"):
-        fit_4d(scene.rgb, scene.mask, ELEVATIONS, AZIMUTHS, tiny_config(lr_mlp=float("nan")))
+        fit_4d(scene.rgb, scene.mask, CAMERAS, tiny_config(lr_mlp=float("nan")))
 
 
 def test_masks_default_to_non_white_pixels(scene):
@@ -100,30 +91,42 @@ def test_masks_default_to_non_white_pixels(scene):
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda v, m, e, a: (v, m, e[:3], a[:3]), "cameras/views mismatch"),
-        (lambda v, m, e, a: (v[..., :2], m, e, a), r"\(views, frames, height, width, 3\)"),
-        (lambda v, m, e, a: (v, m[:, :2], e, a), "masks must be"),
-        (lambda v, m, e, a: (v, torch.zeros_like(m), e, a), "mask of view 0 frame 0 is empty"),
-        (lambda v, m, e, a: (torch.where(torch.arange(4)[:, None, None, None, None] == 2, 1.0, v), None, e, a),
+        (lambda v, m, c: (v, m, c.select([0, 1, 2])), "cameras/views mismatch"),
+        (lambda v, m, c: (v[..., :2], m, c), r"\(views, frames, height, width, 3\)"),
+        (lambda v, m, c: (v, m[:, :2], c), "masks must be"),
+        (lambda v, m, c: (v, torch.zeros_like(m), c), "mask of view 0 frame 0 is empty"),
+        (lambda v, m, c: (v, m * float("nan"), c), "masks must be finite"),
+        (lambda v, m, c: (torch.where(torch.arange(4)[:, None, None, None, None] == 2, 1.0, v), None, c),
          "view 2 frame 0 is entirely white"),
-        (lambda v, m, e, a: (v * float("nan"), m, e, a), "finite floats in"),
+        (lambda v, m, c: (v * float("nan"), m, c), "finite floats in"),
     ],
 )
 def test_bad_input_is_rejected_before_fitting(scene, change, message):
-    videos, masks, elevations, azimuths = change(scene.rgb, scene.mask, ELEVATIONS, AZIMUTHS)
+    videos, masks, cameras = change(scene.rgb, scene.mask, CAMERAS)
     with pytest.raises(ValueError, match=message):
-        fit_4d(videos, masks, elevations, azimuths, tiny_config())
+        fit_4d(videos, masks, cameras, tiny_config())
 
 
-def test_stage_two_needs_a_field(scene):
+def test_stage_two_needs_a_field_of_the_same_length(scene, fitted):
     with pytest.raises(ValueError, match="pass it as `init`"):
-        fit_4d(scene.rgb, scene.mask, ELEVATIONS, AZIMUTHS, tiny_config(stage=2))
+        fit_4d(scene.rgb, scene.mask, CAMERAS, tiny_config(stage=2))
+    with pytest.raises(ValueError, match="fitted on 3 frames but the videos have 2"):
+        fit_4d(scene.rgb[:, :2], scene.mask[:, :2], CAMERAS, tiny_config(stage=2), init=fitted)
+
+
+def test_presets_are_named_trade_offs():
+    assert FitConfig.preset("draft").iterations < FitConfig.preset("default").iterations
+    assert FitConfig.preset("high").iterations > FitConfig.preset("default").iterations
+    assert FitConfig.preset("default") == FitConfig()
+    assert FitConfig.preset("draft", seed=3).seed == 3
+    with pytest.raises(ValueError, match="unknown fit preset 'best'"):
+        FitConfig.preset("best")
 
 
 def test_fit_runs_under_inference_mode(scene):
     """ComfyUI executes nodes under torch.inference_mode; the fit must still train."""
     with torch.inference_mode():
-        field = fit_4d(scene.rgb, scene.mask, ELEVATIONS, AZIMUTHS, tiny_config(iterations=3))
+        field = fit_4d(scene.rgb, scene.mask, CAMERAS, tiny_config(iterations=3))
     assert field.encoding.params.abs().max() > 1e-4  # moved away from tcnn's ±1e-4 init
 
 
@@ -145,5 +148,5 @@ def test_lpips_patches_join_the_loss_when_weights_exist(scene, tmp_path, monkeyp
     monkeypatch.setattr(losses.LPIPS, "forward", spy)
     config = tiny_config(iterations=3, lpips_weight=0.1, lpips_patch=16, lpips_vgg_path=str(tmp_path / "vgg.pth"),
                          lpips_lin_path=str(tmp_path / "lin.pth"))
-    fit_4d(scene.rgb, scene.mask, ELEVATIONS, AZIMUTHS, config)
+    fit_4d(scene.rgb, scene.mask, CAMERAS, config)
     assert patches == [((1, 3, 16, 16), True)] * 3

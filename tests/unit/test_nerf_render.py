@@ -5,37 +5,12 @@ import math
 import pytest
 import torch
 
-from sv4d_lib.cameras import AZIMUTHS_4V, AZIMUTHS_8V, DEFAULT_FOV_DEG, OrbitCameras
+from sv4d_lib.cameras import OrbitCameras
 from sv4d_lib.nerf import losses
+from sv4d_lib.nerf.curriculum import frame_window, orthogonal_views
 from sv4d_lib.nerf.field import DynamicNeRF, FieldConfig
-from sv4d_lib.nerf.occupancy import OccupancyGrid, visual_hull
-from sv4d_lib.nerf.render import (
-    aabb_intersect,
-    camera_rays,
-    composite,
-    project,
-    render_rays,
-    surface_normals,
-)
-from sv4d_lib.nerf.schedule import frame_window, orthogonal_views
-
-
-def test_centre_ray_points_at_origin_and_projects_back():
-    origins, dirs = camera_rays(20.0, 60.0, 2.0, DEFAULT_FOV_DEG, 5, 5)
-    centre = 2 * 5 + 2
-    torch.testing.assert_close(dirs[centre], -origins[centre] / 2.0, atol=1e-6, rtol=0)
-    # a point 1.3 units along any pixel's ray lands on that pixel's centre
-    points = origins + 1.3 * dirs
-    pixels = project(points, 20.0, 60.0, 2.0, DEFAULT_FOV_DEG, 5, 5)
-    v, u = torch.meshgrid(torch.arange(5) + 0.5, torch.arange(5) + 0.5, indexing="ij")
-    torch.testing.assert_close(pixels, torch.stack((u.flatten(), v.flatten()), dim=-1), atol=1e-4, rtol=0)
-
-
-def test_top_image_row_looks_up():
-    _, dirs = camera_rays(0.0, 0.0, 2.0, 40.0, 4, 4)
-    c2w = OrbitCameras((0.0,), (0.0,), 2.0, 40.0).c2w()[0]
-    assert dirs[0, 1] > 0 > dirs[-1, 1]  # world y up, image rows grow downwards
-    assert torch.allclose(c2w[:3, 1], torch.tensor([0.0, 1.0, 0.0]))
+from sv4d_lib.nerf.occupancy import OccupancyGrid, visual_hulls
+from sv4d_lib.nerf.render import aabb_intersect, composite, march_rays, render_rays, render_views, surface_normals
 
 
 def test_aabb_intersection_of_axis_ray():
@@ -58,41 +33,68 @@ def test_constant_density_slab_has_analytic_transmittance():
 
 def _field(**kwargs) -> DynamicNeRF:
     config = FieldConfig(grid={"n_levels": 2, "log2_hashmap_size": 8}, occupancy_resolution=8, **kwargs)
-    return DynamicNeRF(config, bound=0.6, radius=2.0, fov_deg=DEFAULT_FOV_DEG, num_frames=3)
+    return DynamicNeRF(config, bound=0.6, num_frames=3)
+
+
+def _front_rays(size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    origins, dirs = OrbitCameras((0.0,), (0.0,)).rays(size, size)
+    return origins[0], dirs[0]
 
 
 def test_culled_samples_contribute_nothing():
     field = _field()
-    origins, dirs = camera_rays(0.0, 0.0, 2.0, DEFAULT_FOV_DEG, 8, 8)
+    origins, dirs = _front_rays()
     times = torch.zeros(origins.shape[0])
     with torch.no_grad():
         assert render_rays(field, origins, dirs, times)["acc"].max() > 0.5  # the initial density blob is opaque
-        field.occupancy.restrict(torch.zeros(8**3, dtype=torch.bool))
+        field.occupancy.set_hulls(torch.zeros(3, 8**3, dtype=torch.bool))
         out = render_rays(field, origins, dirs, times)
     assert out["acc"].abs().max() == 0
     torch.testing.assert_close(out["rgb"], torch.ones_like(out["rgb"]))
 
 
+def test_hull_of_one_frame_culls_only_that_frame():
+    field = _field()
+    origins, dirs = _front_rays()
+    hulls = torch.ones(3, 8**3, dtype=torch.bool)
+    hulls[2] = False
+    field.occupancy.set_hulls(hulls)
+    with torch.no_grad():
+        at = {t: render_rays(field, origins, dirs, torch.full((origins.shape[0],), t))["acc"].max() for t in (0, 1)}
+    assert at[0] > 0.5 and at[1] == 0
+    # between frames 1 and 2 a point counts as occupied when either neighbour frame holds it
+    occupied = field.occupancy.occupied(torch.zeros(3, 3), torch.tensor([0.5, 0.75, 1.0]))
+    assert occupied.tolist() == [True, True, False]
+
+
 def test_occupancy_update_keeps_only_dense_cells():
-    grid = OccupancyGrid(4, 1.0)
-    grid.update(lambda x, t: (x[:, 0] > 0).float() * 10.0, 0.1, 0.0, torch.Generator().manual_seed(0))
+    grid = OccupancyGrid(4, 1.0, 1)
+    grid.update(lambda x, t: (x[:, 0] > 0).float() * 10.0, 0.1, 1, torch.Generator().manual_seed(0))
     points = grid.cell_points()
     assert torch.equal(grid.mask, points[:, 0] > 0)
-    assert torch.equal(grid.occupied(torch.tensor([[0.6, 0.0, 0.0], [-0.6, 0.0, 0.0], [2.0, 0.0, 0.0]])),
+    assert torch.equal(grid.occupied(torch.tensor([[0.6, 0.0, 0.0], [-0.6, 0.0, 0.0], [2.0, 0.0, 0.0]]),
+                                     torch.zeros(3)),
                        torch.tensor([True, False, False]))
 
 
-def test_visual_hull_of_a_centred_disc_mask():
-    grid = OccupancyGrid(16, 0.6)
+def test_visual_hulls_follow_each_frames_silhouettes():
     size = 32
     v, u = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
-    disc = (((u - size / 2) ** 2 + (v - size / 2) ** 2) < (size / 6) ** 2).float()
-    azimuths = [0.0, 90.0, 180.0, 270.0]
-    masks = disc.expand(4, 2, size, size)
-    hull = visual_hull(grid, masks, [0.0] * 4, azimuths, 2.0, DEFAULT_FOV_DEG)
-    points = grid.cell_points()
-    assert hull[points.norm(dim=-1) < 0.1].all()  # the object's centre survives
-    assert not hull[points.norm(dim=-1) > 0.5].any()  # far corners are carved
+
+    def disc(centre_u: float) -> torch.Tensor:
+        return (((u - centre_u) ** 2 + (v - size / 2) ** 2) < (size / 8) ** 2).float()
+
+    cameras = OrbitCameras((0.0,) * 4, (0.0, 90.0, 180.0, 270.0))
+    # frame 0: a ball at the centre; frame 1: the front/back views see it shifted sideways (a moving object)
+    masks = torch.stack((disc(size / 2).expand(4, size, size),
+                         torch.stack((disc(size / 2 + 10), disc(size / 2), disc(size / 2 - 10), disc(size / 2)))), 1)
+    hulls = visual_hulls(cameras, masks, 32, 0.6, margin_px=0.0)
+    points = OccupancyGrid(32, 0.6, 1).cell_points()
+    centre = points.norm(dim=-1) < 0.1
+    assert hulls[0, centre].all() and not hulls[0, points.norm(dim=-1) > 0.45].any()
+    assert not hulls[1, centre].any()  # the ball left the centre in frame 1
+    # one disagreeing view is tolerated on request
+    assert visual_hulls(cameras, masks, 32, 0.6, margin_px=0.0, tolerance=2)[1, centre].all()
 
 
 def test_surface_normals_of_density_blob_point_outwards():
@@ -102,20 +104,41 @@ def test_surface_normals_of_density_blob_point_outwards():
     torch.testing.assert_close(normals, torch.nn.functional.normalize(points, dim=-1), atol=0.05, rtol=0)
 
 
-def test_deformation_starts_as_identity():
+def test_deformation_starts_as_identity_and_frame_zero_stays_canonical():
     field = _field()
     x = torch.rand(10, 3) - 0.5
     torch.testing.assert_close(field.warp(x, torch.rand(10)), x)
+    with torch.no_grad():  # any trained deformation: frame 0 is canonical space by construction
+        for p in field.deformation.parameters():
+            p.normal_()
+    assert (field.warp(x, torch.ones(10)) - x).abs().max() > 1e-3
+    torch.testing.assert_close(field.warp(x, torch.zeros(10)), x)
+
+
+def test_deformation_levels_open_coarse_to_fine():
+    field = _field()
+    field.deformation.anneal(0.0)
+    assert field.deformation.level_weights.tolist()[0] == 1.0 and field.deformation.level_weights[1:].max() == 0
+    field.deformation.anneal(1.0)
+    assert field.deformation.level_weights.min() == 1.0
+
+
+def test_render_views_gives_every_camera():
+    field = _field()
+    rgb, alpha = render_views(field, OrbitCameras((0.0, 10.0), (0.0, 90.0)), 0.5, 6, 4)
+    assert rgb.shape == (2, 4, 6, 3) and alpha.shape == (2, 4, 6)
+    with pytest.raises(ValueError, match="t must lie in"):
+        render_views(field, OrbitCameras((0.0,), (0.0,)), 1.5, 6, 4)
 
 
 def test_orthogonal_views_on_official_layouts():
     # 8v (0, 30, 75, 120, 165, 210, 255, 300, 330), anchor 0°: nearest to 90°, 180°, 270° are 75°, 165°, 255°
-    assert orthogonal_views([10.0] * len(AZIMUTHS_8V), list(AZIMUTHS_8V), 0, 4) == [0, 2, 4, 6]
+    assert orthogonal_views(OrbitCameras.preset("8v", 10.0), 0, 4) == [0, 2, 4, 6]
     # 4v (0, 60, 120, 180, 240): 90° is a tie between 60° and 120°; 180° and 240° are the other picks
-    chosen = orthogonal_views([0.0] * len(AZIMUTHS_4V), list(AZIMUTHS_4V), 0, 4)
+    chosen = orthogonal_views(OrbitCameras.preset("4v"), 0, 4)
     assert chosen[0] == 0 and chosen[1] in (1, 2) and chosen[2:] == [3, 4]
-    assert orthogonal_views([0.0] * 4, [0.0, 90.0, 180.0, 270.0], 2, 4) == [2, 3, 0, 1]
-    assert orthogonal_views([0.0] * 2, [0.0, 90.0], 1, 4) == [1, 0]  # never more views than exist
+    assert orthogonal_views(OrbitCameras((0.0,) * 4, (0.0, 90.0, 180.0, 270.0)), 2, 4) == [2, 3, 0, 1]
+    assert orthogonal_views(OrbitCameras((0.0,) * 2, (0.0, 90.0)), 1, 4) == [1, 0]  # never more views than exist
 
 
 def test_frame_window_grows_from_frame_zero():
@@ -164,3 +187,17 @@ def test_lpips_missing_weights_gives_one_notice(tmp_path, caplog, monkeypatch):
         assert losses.load_lpips() is None
         assert losses.load_lpips(tmp_path / "missing.pth") is None
     assert len([r for r in caplog.records if "LPIPS loss disabled" in r.message]) == 1
+
+
+def test_marching_with_early_termination_matches_full_compositing():
+    field = _field()
+    origins, dirs = _front_rays(12)
+    times = torch.full((origins.shape[0],), 0.5)
+    with torch.no_grad():
+        full = render_rays(field, origins, dirs, times, num_samples=40)
+        exact = march_rays(field, origins, dirs, times, num_samples=40, segment=7, min_transmittance=0.0)
+        early = march_rays(field, origins, dirs, times, num_samples=40, segment=7, min_transmittance=1e-3)
+    torch.testing.assert_close(exact["rgb"], full["rgb"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(exact["acc"], full["acc"], atol=1e-5, rtol=0)
+    assert full["acc"].max() > 0.99  # opaque rays exist, so termination had something to skip
+    torch.testing.assert_close(early["rgb"], full["rgb"], atol=2e-3, rtol=0)

@@ -10,25 +10,19 @@ import math
 
 import torch
 
-
-def view_directions(elevations_deg: list[float], azimuths_deg: list[float]) -> torch.Tensor:
-    """Unit vectors (V, 3) from the object towards each orbit camera (cameras.py convention)."""
-    e = torch.tensor(elevations_deg, dtype=torch.float64).deg2rad()
-    a = torch.tensor(azimuths_deg, dtype=torch.float64).deg2rad()
-    return torch.stack((e.cos() * a.sin(), e.sin(), e.cos() * a.cos()), dim=-1)
+from ..cameras import OrbitCameras
 
 
-def orthogonal_views(elevations_deg: list[float], azimuths_deg: list[float], anchor: int, count: int) -> list[int]:
+def orthogonal_views(cameras: OrbitCameras, anchor: int, count: int) -> list[int]:
     """`count` distinct views closest to the azimuths anchor + k·360°/count (k = 0..count−1), anchor first.
 
     With count = 4 this picks front/side/back/side sets as close to orthogonal as the available cameras allow.
     """
-    num_views = len(azimuths_deg)
-    count = min(count, num_views)
-    directions = view_directions(elevations_deg, azimuths_deg)
+    count = min(count, cameras.num_views_total)
+    directions = cameras.view_directions()
     chosen = [anchor]
     for k in range(1, count):
-        azimuth = math.radians(azimuths_deg[anchor] + 360.0 * k / count)
+        azimuth = math.radians(cameras.azimuths_deg[anchor] + 360.0 * k / count)
         target = torch.tensor([math.sin(azimuth), 0.0, math.cos(azimuth)], dtype=torch.float64)
         similarity = directions @ target
         similarity[chosen] = -math.inf

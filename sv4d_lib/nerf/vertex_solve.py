@@ -40,9 +40,10 @@ def _residual(field: DynamicNeRF, x: torch.Tensor, target: torch.Tensor, t: floa
 def _jacobian(field: DynamicNeRF, x: torch.Tensor, target: torch.Tensor, t: float
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """Residual (N, 3) and its Jacobian (N, 3, 3) d r_i / d x_j (three backward passes: works for any field)."""
-    with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        r = _residual(field, x, target, t)
+    # ComfyUI runs nodes under inference mode, whose tensors cannot join autograd: work on normal copies
+    with torch.inference_mode(False), torch.enable_grad():
+        x = x.detach().clone().requires_grad_(True)
+        r = _residual(field, x, target.clone(), t)
         rows = [torch.autograd.grad(r[:, i].sum(), x, retain_graph=i < 2)[0] for i in range(3)]
     return r.detach(), torch.stack(rows, dim=1)
 
