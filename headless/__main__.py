@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
 import uuid
 from pathlib import Path
 
-from .convert import WorkflowError, apply_overrides, is_api_prompt, ui_to_api
+from .convert import WorkflowError, apply_overrides, is_api_prompt, read_workflow, ui_to_api
 from .server import ComfyServer, PromptRejected, find_comfyui
 
 
@@ -71,13 +70,9 @@ def collect_files(outputs: dict) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        data = json.loads(args.workflow.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        print(f"error: cannot read workflow {args.workflow}: {error}", file=sys.stderr)
-        return 2
-    if not is_api_prompt(data) and not (isinstance(data, dict) and isinstance(data.get("nodes"), list)):
-        print(f"error: {args.workflow} is not a ComfyUI workflow: expected an editor workflow with a 'nodes' list "
-              "(or an API prompt mapping node ids to class_type/inputs)", file=sys.stderr)
+        data = read_workflow(args.workflow)
+    except WorkflowError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     try:
         comfy_dir = find_comfyui(args.comfyui)

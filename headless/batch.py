@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from .batch_jobs import BatchError, Job, completed, find_inputs, make_jobs
 from .batch_worker import WORK
-from .convert import WorkflowError, is_api_prompt
+from .convert import WorkflowError, read_workflow
 from .server import find_comfyui
 
 MANIFEST = "manifest.jsonl"
@@ -132,12 +132,9 @@ def plan(output: Path, jobs: list[Job], ledger: Ledger) -> list[Job]:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        workflow = json.loads(args.workflow.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        print(f"error: cannot read workflow {args.workflow}: {error}", file=sys.stderr)
-        return 2
-    if not is_api_prompt(workflow) and not (isinstance(workflow, dict) and isinstance(workflow.get("nodes"), list)):
-        print(f"error: {args.workflow} is not a ComfyUI workflow (editor workflow or API prompt)", file=sys.stderr)
+        workflow = read_workflow(args.workflow)
+    except WorkflowError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     try:
         jobs = make_jobs(workflow, find_inputs(args.inputs), args.overrides)

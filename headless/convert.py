@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
@@ -29,6 +30,18 @@ class _Link:
     target_id: int
     target_slot: int
     type: str
+
+
+def read_workflow(path: Path) -> Any:
+    """An editor workflow or API prompt read from `path`; WorkflowError when unreadable or neither."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise WorkflowError(f"cannot read workflow {path}: {error}") from error
+    if not is_api_prompt(data) and not (isinstance(data, dict) and isinstance(data.get("nodes"), list)):
+        raise WorkflowError(f"{path} is not a ComfyUI workflow: expected an editor workflow with a 'nodes' list "
+                            "(or an API prompt mapping node ids to class_type/inputs)")
+    return data
 
 
 def is_api_prompt(data: Any) -> bool:
