@@ -41,7 +41,7 @@ PROCEDURAL_HELD_OUT = OrbitCameras((10.0,) * 4, (52.5, 142.5, 232.5, 315.0))  # 
 class Settings:
     size: int = 128
     preset: str = "default"
-    ablation_iterations: int = 1500
+    ablation_iterations: int = 1000
     frames_stride: int = 1  # held-out frames scored (every k-th); the ablation uses every 4th
     procedural_size: int = 64
     procedural_frames: int = 5
@@ -59,6 +59,7 @@ ABLATION: dict[str, dict] = {
     "no coarse-to-fine annealing": {"anneal_fraction": 0.0},
     "no progressive frames": {"progressive": False},
     "no visibility weighting": {"visibility": False},
+    "no opacity total variation": {"tv_weight": 0.0},
 }
 
 QUICK_CHANGES = {"rays_per_step": 256, "num_samples": 32}
@@ -80,35 +81,54 @@ def load_average() -> str:
     return " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
+def error_shares(rgb: torch.Tensor, acc: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    """Where the held-out squared error comes from: shares of the total over pixel classes (fit opacity and true
+    mask thresholded at 0.5). Too deep or bulging shapes show up as "covered by the fit, background in truth"."""
+    error = (rgb - truth).square().mean(dim=-1)
+    fit, real = acc > 0.5, mask > 0.5
+    total = float(error.sum())
+    classes = {"fit covers, truth is background": fit & ~real, "truth is object, fit misses it": ~fit & real,
+               "both object (colour, texture placement)": fit & real, "both background": ~fit & ~real}
+    return {name: float(error[where].sum()) / total for name, where in classes.items()}
+
+
 def score_real(field, scene: RealScene, size: int, frames: list[int], num_samples: int) -> dict:
     """Held-out and train scores of a fitted field on the given frames, and the render time per image."""
     num_frames = scene.heldout_rgb.shape[1]
     start = time.perf_counter()
-    def render(cameras: OrbitCameras) -> torch.Tensor:
-        return torch.stack([render_views(field, cameras, f / (num_frames - 1), size, size, num_samples)[0]
-                            for f in frames], dim=1)
+    def render(cameras: OrbitCameras) -> tuple[torch.Tensor, torch.Tensor]:
+        views = [render_views(field, cameras, f / (num_frames - 1), size, size, num_samples) for f in frames]
+        return torch.stack([v[0] for v in views], dim=1), torch.stack([v[1] for v in views], dim=1)
 
-    heldout = render(scene.heldout_cameras)
+    heldout, heldout_acc = render(scene.heldout_cameras)
     render_seconds = (time.perf_counter() - start) / (len(frames) * scene.heldout_cameras.num_views_total)
-    train = render(scene.train_cameras)
+    train = render(scene.train_cameras)[0]
     truth = scene.heldout_rgb[:, frames]
     union = (scene.heldout_mask[:, frames] > 0).any(dim=1, keepdim=True).expand(-1, len(frames), -1, -1)
     per_frame = [pooled_psnr(heldout[:, k], truth[:, k]) for k in range(len(frames))]
+    cameras = scene.heldout_cameras
+    per_view = {f"({e:g}°, {a:g}°)": pooled_psnr(heldout[v], truth[v])
+                for v, (e, a) in enumerate(zip(cameras.elevations_deg, cameras.azimuths_deg))}
     return {
         "heldout_psnr": pooled_psnr(heldout, truth),
         "heldout_psnr_mask": pooled_psnr(heldout, truth, union),
         "heldout_ssim": video_metrics(heldout.flatten(0, 1), truth.flatten(0, 1))["ssim"],
         "train_psnr": pooled_psnr(train, scene.train_rgb[:, frames]),
         "per_frame": dict(zip(frames, per_frame)),
+        "per_view": per_view,
+        "error_shares": error_shares(heldout, heldout_acc, truth, scene.heldout_mask[:, frames]),
         "render_seconds": render_seconds,
     }
 
 
-def real_fit(scene: RealScene, preset: str, changes: dict, size: int, frames: list[int]) -> dict:
+def real_fit(scene: RealScene, preset: str, changes: dict, size: int, frames: list[int],
+             save: Path | None = None) -> dict:
     config = configure(preset, changes)
     wall, cpu = time.perf_counter(), time.process_time()
     field = fit_4d(scene.train_rgb, scene.train_mask, scene.train_cameras, config)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if save is not None:  # for bench/bench_export.py --field
+        torch.save(field, save)
     scores = score_real(field, scene, size, frames, config.num_samples)
     return {"iterations": config.iterations, "wall": wall, "cpu": cpu, **scores}
 
@@ -141,13 +161,13 @@ def procedural_curve(settings: Settings) -> list[dict]:
     return rows
 
 
-def run(settings: Settings, out: Path | None, ablation: bool = True) -> dict:
+def run(settings: Settings, out: Path | None, ablation: bool = True, save_field: Path | None = None) -> dict:
     torch.manual_seed(0)
     scene = load_real_scene(settings.size)
     num_frames = scene.heldout_rgb.shape[1]
     load_before = load_average()
     all_frames = list(range(0, num_frames, settings.frames_stride))
-    main = real_fit(scene, settings.preset, settings.fit_changes, settings.size, all_frames)
+    main = real_fit(scene, settings.preset, settings.fit_changes, settings.size, all_frames, save_field)
     rows = {}
     if ablation:
         every_fourth = list(range(0, num_frames, max(4, settings.frames_stride)))
@@ -169,6 +189,10 @@ def diagnosis(main: dict) -> str:
     return (f"Train views {main['train_psnr']:.2f} dB vs held-out {main['heldout_psnr']:.2f} dB (generalisation gap "
             f"{gap:.2f} dB); held-out frame 0 {first:.2f} dB vs the worst frame {worst:.2f} dB (motion gap "
             f"{first - worst:.2f} dB).")
+
+
+def sentence(lead: str, parts: list[str]) -> str:
+    return lead + ", ".join(parts) + "."
 
 
 def report(settings: Settings, results: dict) -> str:
@@ -198,13 +222,20 @@ def report(settings: Settings, results: dict) -> str:
         f"| fit wall time / CPU time | {main['wall']:.0f} s / {main['cpu']:.0f} s |",
         f"| render time per 128² image | {main['render_seconds']:.3f} s |",
         "",
-        "Reference points on the same held-out views: "
-        + ", ".join(f"{name} {value:.2f} dB" for name, value in results["baselines"].items()) + ".",
+        sentence("Reference points on the same held-out views: ",
+                 [f"{name} {value:.2f} dB" for name, value in results["baselines"].items()]),
         "",
-        "Held-out PSNR per frame (dB): "
-        + ", ".join(f"{f}: {v:.2f}" for f, v in main["per_frame"].items()) + ".",
+        sentence("Held-out PSNR per frame (dB): ", [f"{f}: {v:.2f}" for f, v in main["per_frame"].items()]),
+        "",
+        sentence("Held-out PSNR per view (elevation, azimuth): ",
+                 [f"{view}: {v:.2f} dB" for view, v in main["per_view"].items()]),
+        "",
+        sentence("Where the held-out error comes from (share of the squared error): ",
+                 [f"{name} {share:.0%}" for name, share in main["error_shares"].items()]),
         "",
         diagnosis(main),
+        "",
+        "What these numbers mean and what limits them: docs/nerf4d_analysis.md.",
     ]
     if results["ablation"]:
         lines += [
@@ -238,11 +269,12 @@ def main() -> None:
     parser.add_argument("--preset", default="default", help="fit preset of the main real-scene row")
     parser.add_argument("--no-ablation", action="store_true", help="skip the ablation (saves most of the time)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_nerf4d.md")
+    parser.add_argument("--save-field", type=Path, help="torch.save the main fit's field here")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     settings = QUICK if args.quick else Settings(preset=args.preset)
-    results = run(settings, args.out, ablation=not args.no_ablation)
+    results = run(settings, args.out, ablation=not args.no_ablation, save_field=args.save_field)
     print(report(settings, results))
 
 

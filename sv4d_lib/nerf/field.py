@@ -90,6 +90,15 @@ class DynamicNeRF(nn.Module):
         sigma, geo = self._canonical_hidden(x_c)
         return sigma, torch.sigmoid(self.colour_mlp(geo))
 
+    def canonical_density(self, x_c: torch.Tensor) -> torch.Tensor:
+        """Density (N,) in canonical space, without the colour branch (regularisers)."""
+        return self._canonical_hidden(x_c)[0]
+
+    def surface_density(self, x_c: torch.Tensor) -> torch.Tensor:
+        """Canonical density (N,) as renders show frame 0: zero where the occupancy grid culls samples (outside
+        frame 0's hull or the density mask), since the fit never supervises the field there (mesh export)."""
+        return self.canonical_density(x_c) * self.occupancy.occupied(x_c, x_c.new_zeros(x_c.shape[0]))
+
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Density (N,) and colour (N, 3) of observation-space points `x` (N, 3) at times `t` (N,)."""
         return self.canonical(self.warp(x, t))

@@ -2,10 +2,12 @@
 
 Stage 1 starts static (canonical NeRF on frame 0, deformation off), then unfreezes the deformation and opens the
 frames progressively while the deformation grid anneals coarse to fine. Each step renders random rays of one frame
-from a near-orthogonal view set and minimises the visibility-weighted MSE + silhouette loss (+ LPIPS on a patch
-when its weights are on disk). Samples outside the frame's visual hull carry no density (`occupancy.py`). Stage 2
-warm-starts from a stage-1 field and refits all frames at once on refined targets (the diffusion-denoised
-stage-1 renders). `FitConfig.preset` names the quality/speed trade-offs measured in docs/bench_nerf4d.md.
+from a near-orthogonal view set and minimises the visibility-weighted MSE + silhouette loss + the canonical field's
+opacity total variation (the least surface where the views leave the shape open, docs/nerf4d_analysis.md), plus
+LPIPS on a patch when its weights are on disk. Samples outside the frame's visual hull carry no density
+(`occupancy.py`). Stage 2 warm-starts from a stage-1 field and refits all frames at once on refined targets (the
+diffusion-denoised stage-1 renders). `FitConfig.preset` names the quality/speed trade-offs measured in
+docs/bench_nerf4d.md.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import torch.nn.functional as F
 from ..cameras import OrbitCameras
 from .curriculum import frame_window, orthogonal_views
 from .field import DynamicNeRF, FieldConfig
-from .losses import load_lpips, mask_loss, visibility_weights, weighted_mse
+from .losses import load_lpips, mask_loss, opacity_total_variation, visibility_weights, weighted_mse
 from .occupancy import visual_hulls
 from .render import DEFAULT_SAMPLES, render_rays, render_views, surface_normals
 
@@ -56,6 +58,9 @@ class FitConfig:
     visibility: bool = True
     visibility_start: float = 0.2  # weights need a surface: start after this share of the iterations
     mask_weight: float = 1.0
+    tv_weight: float = 0.03  # opacity total variation: least surface where the views leave the shape open
+    tv_pairs_per_ray: float = 2.0  # point pairs per step for each rendered ray (2048 at the default ray count)
+    tv_distance_px: float = 1.0  # pair distance, in training pixels at the orbit centre
     lpips_weight: float = 0.1
     lpips_patch: int = 32
     lpips_vgg_path: str | None = None
@@ -206,6 +211,9 @@ class _Fitter:
             self.field.occupancy.set_hulls(visual_hulls(cameras, masks.to(self.device),
                                                         self.field.occupancy.resolution, self.field.bound,
                                                         config.hull_margin_px, tolerance))
+        self.tv_cells = self.field.occupancy.hulls[0].nonzero().squeeze(1)  # where frame 0 may hold matter
+        pixel = 2 * cameras.radius * math.tan(math.radians(cameras.fov_deg) / 2) / self.height  # at the orbit centre
+        self.tv_distance = config.tv_distance_px * pixel
         self.warm = init is not None
         self.static_steps = 0 if self.warm or self.num_frames == 1 else int(config.static_fraction * config.iterations)
         scale = config.stage2_lr_scale if config.stage == 2 else 1.0
@@ -259,7 +267,19 @@ class _Fitter:
         loss = weighted_mse(out["rgb"], target, weights) + cfg.mask_weight * mask_loss(out["acc"], mask)
         if self.lpips is not None:
             loss = loss + cfg.lpips_weight * self._lpips_loss(views[0], frame)
+        if cfg.tv_weight > 0:
+            loss = loss + cfg.tv_weight * self._tv_loss()
         return loss
+
+    def _tv_loss(self) -> torch.Tensor:
+        """Opacity total variation of the canonical field (= frame 0) at random points of frame 0's hull."""
+        cfg, occupancy = self.config, self.field.occupancy
+        pairs = max(round(cfg.tv_pairs_per_ray * cfg.rays_per_step), 1)
+        cells = self.tv_cells[torch.randint(self.tv_cells.numel(), (pairs,), generator=self.generator)]
+        x = occupancy.cell_points(self.generator, cells)
+        direction = F.normalize(torch.randn(x.shape, generator=self.generator), dim=-1).to(x.device)
+        sigma = self.field.canonical_density(torch.cat((x, x + self.tv_distance * direction)))
+        return opacity_total_variation(*sigma.chunk(2), 2 * self.field.bound / cfg.num_samples)
 
     def _lpips_loss(self, view: int, frame: int) -> torch.Tensor:
         """LPIPS on a square patch around a random pixel near the object in one view."""

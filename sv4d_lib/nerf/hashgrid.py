@@ -154,10 +154,16 @@ class TorchHashGrid(nn.Module):
                         index[:, None, :] + corner[:, :, None])
                     index = index.flatten(1)
                     weight = (weight[:, None, :] * w[:, :, None]).flatten(1)
-            # indices are non-negative, so remainder equals tcnn's uint32 modulo (hashed sizes are powers of two)
-            index = index % level.size + level.offset
+            # indices are non-negative, so these equal tcnn's uint32 modulo; hashed sizes are powers of two
+            if level.hashed:
+                index = index.bitwise_and_(level.size - 1).add_(level.offset)
+            else:
+                index = index % level.size + level.offset
             rows = _Gather.apply(table, index.reshape(-1)).view(n, 2**dims, self.n_features)
-            features.append((weight.unsqueeze(-1) * rows).sum(dim=1))
+            if torch.is_grad_enabled():  # the broadcast sum has the cheaper backward
+                features.append((weight.unsqueeze(-1) * rows).sum(dim=1))
+            else:  # a batched matrix product is ~10 % faster for renders
+                features.append(torch.bmm(weight.unsqueeze(1), rows).squeeze(1))
         return torch.cat(features, dim=1)
 
 

@@ -35,10 +35,11 @@ class OccupancyGrid(nn.Module):
             raise ValueError(f"hulls must be {tuple(self.hulls.shape)}, got {tuple(hulls.shape)}")
         self.hulls.copy_(hulls)
 
-    def cell_points(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        """One point per cell (G³, 3), jittered uniformly inside the cell when a generator is given."""
+    def cell_points(self, generator: torch.Generator | None = None, cells: torch.Tensor | None = None) -> torch.Tensor:
+        """One point per cell (all G³ cells, or the flat indices `cells` (N,)), (N, 3); jittered uniformly inside the
+        cell when a generator is given, else the cell centre."""
         g = self.resolution
-        idx = torch.arange(g**3, device=self.density.device)
+        idx = torch.arange(g**3, device=self.density.device) if cells is None else cells
         ijk = torch.stack((idx % g, (idx // g) % g, idx // (g * g)), dim=-1).float()
         offset = (
             torch.rand(ijk.shape, generator=generator).to(ijk.device)

@@ -1,7 +1,7 @@
 """A dynamic field with closed-form density, colour and warp, for export tests with known answers.
 
-It has the interface the exporter relies on (`canonical`, `warp`, `bound`, `num_frames`, `device`) and nothing
-of the fitter, so export tests do not depend on how a fit parameterises its field.
+It has the interface the exporter relies on (`canonical`, `surface_density`, `warp`, `bound`, `num_frames`,
+`device`) and nothing of the fitter, so export tests do not depend on how a fit parameterises its field.
 """
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ class AnalyticField:
         distance = torch.cdist(x_c, self.centres) - self.radii  # (N, balls), negative inside
         sigma = self.peak * torch.sigmoid(-distance / self.softness).sum(dim=-1)
         return sigma, ((x_c / self.bound + 1) / 2).clamp(0, 1)
+
+    def surface_density(self, x_c: torch.Tensor) -> torch.Tensor:
+        return self.canonical(x_c)[0]  # nothing culled: the closed form holds everywhere
 
     def warp(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return x + t[:, None] * (x @ self.matrix.T + self.shift)

@@ -23,5 +23,8 @@ def test_quick_bench_writes_report(tmp_path, monkeypatch):
     assert abs(results["baselines"]["perfect but static (frame 0 at every frame)"] - 22.63) < 0.01
     assert abs(results["baselines"]["all-white image"] - 12.27) < 0.01
     assert results["baselines"]["nearest train view's ground truth (ties to the first view)"] < 17.0
+    shares = results["main"]["error_shares"]
+    assert abs(sum(shares.values()) - 1) < 1e-5 and min(shares.values()) >= 0  # the four classes cover every pixel
+    assert list(results["main"]["per_view"]) == ["(15°, 90°)", "(0°, 210°)", "(-10°, 330°)"]
     text = out.read_text()
     assert "held-out PSNR, whole image" in text and "no per-frame visual hulls" in text

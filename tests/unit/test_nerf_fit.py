@@ -150,3 +150,28 @@ def test_lpips_patches_join_the_loss_when_weights_exist(scene, tmp_path, monkeyp
                          lpips_lin_path=str(tmp_path / "lin.pth"))
     fit_4d(scene.rgb, scene.mask, CAMERAS, config)
     assert patches == [((1, 3, 16, 16), True)] * 3
+
+
+def test_opacity_total_variation_measures_surface_area():
+    """For an opaque ball, pairs ε apart in random directions straddle the surface with probability A·ε/(2V)
+    (A: its area, V: the sampled volume), so the regulariser is a surface-area estimate: a ball of twice the radius
+    scores four times as much, and a ball beats a cube of the same volume."""
+    from sv4d_lib.nerf.losses import opacity_total_variation
+
+    generator = torch.Generator().manual_seed(0)
+    half, eps, step, n = 0.6, 0.01, 0.05, 400_000
+    x = (torch.rand(n, 3, generator=generator) * 2 - 1) * half
+    d = torch.nn.functional.normalize(torch.randn(n, 3, generator=generator), dim=-1)
+
+    def score(inside) -> float:
+        sigma = lambda p: inside(p).float() * 1e4  # opaque inside, empty outside
+        return float(opacity_total_variation(sigma(x), sigma(x + eps * d), step))
+
+    volume = (2 * half) ** 3
+    for radius in (0.15, 0.3):
+        expected = 4 * torch.pi * radius**2 * eps / (2 * volume)
+        assert score(lambda p: p.norm(dim=-1) < radius) == pytest.approx(expected, rel=0.05)
+    side = (4 / 3 * torch.pi * 0.3**3) ** (1 / 3)
+    cube = score(lambda p: (p.abs() < side / 2).all(dim=-1))
+    assert cube == pytest.approx(6 * side**2 * eps / (2 * volume), rel=0.05)
+    assert cube > 1.2 * score(lambda p: p.norm(dim=-1) < 0.3)

@@ -1,0 +1,45 @@
+"""A short 4D fit on real animated content (the shared dev scene: a skinned game character walking, 5 training
+views) sees more than its training views: the held-out views, at every scored frame including the ones with the
+most motion, beat copying the nearest training view by a clear margin (measured: 4.3–5 dB), and the fitted motion
+matters: the frame with the most motion is rendered closer to its ground truth at its own time than at frame 0's
+(measured: 1.05 dB)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from bench.real_scene import load_real_scene, pooled_psnr
+from sv4d_lib.nerf import FitConfig, fit_4d
+from sv4d_lib.nerf.render import render_views
+from tests.prerequisites import shared_reference
+
+SIZE = 64  # the fitter resizes the 128 px videos; this short fit takes about 80 s of CPU
+FRAMES = (0, 7, 14)  # the walk's extremes: frame 14 moves the legs and arms most on this scene
+
+
+def downsize(videos: torch.Tensor) -> torch.Tensor:
+    """(V, F, H, W, 3) → (V, F, SIZE, SIZE, 3), area-averaged as the fitter resizes its targets."""
+    frames = F.interpolate(videos.flatten(0, 1).permute(0, 3, 1, 2), size=(SIZE, SIZE), mode="area")
+    return frames.permute(0, 2, 3, 1).unflatten(0, videos.shape[:2])
+
+
+def test_short_real_scene_fit_beats_the_nearest_view_and_carries_the_motion():
+    shared_reference("real_scenes", "maidroid_128.safetensors")
+    scene = load_real_scene(128)
+    config = FitConfig.preset("draft", iterations=800, resolution=SIZE, rays_per_step=512, device="cpu",
+                              preview_every=10**9, lpips_weight=0.0)
+    field = fit_4d(scene.train_rgb, scene.train_mask, scene.train_cameras, config)
+
+    truth = downsize(scene.heldout_rgb)[:, list(FRAMES)]
+    train = downsize(scene.train_rgb)
+    nearest = [int((scene.train_cameras.view_directions() @ d).argmax())
+               for d in scene.heldout_cameras.view_directions()]
+    copied = train[nearest][:, list(FRAMES)]
+    rendered = torch.stack([render_views(field, scene.heldout_cameras, f / 20, SIZE, SIZE)[0] for f in FRAMES], 1)
+
+    fit = [pooled_psnr(rendered[:, k], truth[:, k]) for k in range(len(FRAMES))]
+    copy = [pooled_psnr(copied[:, k], truth[:, k]) for k in range(len(FRAMES))]
+    assert min(f - c for f, c in zip(fit, copy)) > 3.0, (fit, copy)
+    # the deformation carries the motion: frame 14 rendered at t = 0 (the canonical pose) is clearly worse
+    unmoved = render_views(field, scene.heldout_cameras, 0.0, SIZE, SIZE)[0]
+    assert fit[2] > pooled_psnr(unmoved, truth[:, 2]) + 0.5, (fit, pooled_psnr(unmoved, truth[:, 2]))
