@@ -267,7 +267,7 @@ class _Fitter:
         loss = weighted_mse(out["rgb"], target, weights) + cfg.mask_weight * mask_loss(out["acc"], mask)
         if self.lpips is not None:
             loss = loss + cfg.lpips_weight * self._lpips_loss(views[0], frame)
-        if cfg.tv_weight > 0:
+        if cfg.tv_weight > 0 and self.tv_cells.numel():  # an empty hull leaves nothing to regularise
             loss = loss + cfg.tv_weight * self._tv_loss()
         return loss
 
