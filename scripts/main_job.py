@@ -34,6 +34,7 @@ SMOKE_SETTINGS = [  # the same graph, shrunk for a CPU smoke run with the tiny m
     "Fit 4D (stage 2).iterations=100", "Fit 4D (stage 2).resolution=64", "Export 4D Mesh.mesh_resolution=64",
 ]
 SCORE = re.compile(r"PSNR [\d.]+ dB, SSIM [\d.]+[^\n]*")
+DONE = re.compile(r"done: \d+ output file\(s\) in ")  # the runner's last report; its files follow, indented
 
 
 def real_checkpoint(comfy_dir: Path) -> Path | None:
@@ -52,8 +53,10 @@ def real_checkpoint(comfy_dir: Path) -> Path | None:
 
 
 def run_headless(workflow: Path, output: Path, *extra: str) -> tuple[int, str, list[Path]]:
-    """Run a workflow with the headless runner (progress shown live); (exit code, its output, new files)."""
-    before = set(output.rglob("*")) if output.exists() else set()
+    """Run a workflow with the headless runner (progress shown live); (exit code, its output, the files it wrote).
+
+    The files are the ones the runner lists after `done:`; a rerun into the same folder replaces files of the same
+    names, so comparing the folder before and after would miss them."""
     command = [sys.executable, "-m", "headless", str(workflow), "--output", str(output), "--input-dir",
                str(REPO / "assets"), *extra]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -61,8 +64,15 @@ def run_headless(workflow: Path, output: Path, *extra: str) -> tuple[int, str, l
     for line in process.stdout:
         print(line, end="", flush=True)
         lines.append(line)
-    new = sorted(p for p in set(output.rglob("*")) - before if p.is_file()) if output.exists() else []
-    return process.wait(), "".join(lines), new
+    written, listing = [], False
+    for line in lines:
+        if DONE.match(line):
+            listing = True
+        elif listing and line.startswith("  "):
+            written.append(output / line.strip())
+        else:
+            listing = False
+    return process.wait(), "".join(lines), [p for p in written if p.is_file()]
 
 
 def smoke_arguments(comfy_dir: Path) -> list[str]:
