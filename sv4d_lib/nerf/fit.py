@@ -212,8 +212,8 @@ class _Fitter:
                                                         self.field.occupancy.resolution, self.field.bound,
                                                         config.hull_margin_px, tolerance))
         self.tv_cells = self.field.occupancy.hulls[0].nonzero().squeeze(1)  # where frame 0 may hold matter
-        pixel = 2 * cameras.radius * math.tan(math.radians(cameras.fov_deg) / 2) / self.height  # at the orbit centre
-        self.tv_distance = config.tv_distance_px * pixel
+        # one training pixel at the orbit centre, in world units
+        self.tv_distance = config.tv_distance_px * cameras.radius / cameras.focal(self.height)
         self.warm = init is not None
         self.static_steps = 0 if self.warm or self.num_frames == 1 else int(config.static_fraction * config.iterations)
         scale = config.stage2_lr_scale if config.stage == 2 else 1.0
