@@ -118,11 +118,12 @@ class SelfAttention(nn.Module):
         qkv_weight = torch.cat([self.to_q.weight, self.to_k.weight, self.to_v.weight])
 
         def run(start: int, end: int) -> torch.Tensor:
-            q, k, v = F.linear(x[start:end], qkv_weight).chunk(3, dim=-1)
+            q, k, v = fused_cpu.linear(x[start:end], qkv_weight).chunk(3, dim=-1)
             out = self.attention_fn(q, k, v, self.heads, transformer_options=transformer_options)
             return fused_cpu.linear_add(out, out_layer, residual[start:end])
 
-        return _chunked(run, x.shape[0], self._sequences_per_call(x))
+        sequences = max(1, fused_cpu.rows_per_call(len(qkv_weight)) // x.shape[1])
+        return _chunked(run, x.shape[0], min(sequences, self._sequences_per_call(x) or sequences))
 
 
 class SingleTokenCrossAttention(nn.Module):
@@ -205,7 +206,8 @@ class FeedForward(nn.Module):
         def run(start: int, end: int) -> torch.Tensor:
             return fused_cpu.geglu_feed_forward_add(tokens[start:end], proj, out, residual_tokens[start:end])
 
-        return _chunked(run, tokens.shape[0], self.chunk_tokens).reshape(residual.shape)
+        rows = fused_cpu.rows_per_call(out.in_features)
+        return _chunked(run, tokens.shape[0], min(rows, self.chunk_tokens or rows)).reshape(residual.shape)
 
 
 class SingleTokenContextBlock(nn.Module):

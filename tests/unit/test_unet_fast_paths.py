@@ -53,6 +53,21 @@ def test_fast_paths_match_the_reference_computation(use_3d_attention, fused_call
     assert reference.abs().max() > 0.1  # a real output, not a vanishing one
 
 
+def test_fast_paths_in_bounded_row_chunks_match_the_reference(monkeypatch, fused_calls):
+    """A temporary budget of a few rows splits every fused feed-forward and self-attention into many calls, with
+    a shorter last one; the output must not change."""
+    net = tiny_unet(True)
+    inputs = tiny_inputs(batch=1, frames=2, views=4, size=6)
+    reference = forward(net, inputs, fast=False)
+    monkeypatch.setattr(fused_cpu, "TEMPORARY_BYTES", 4 * 128 * 7)  # 7 rows of the 4·32-wide hidden state
+    assert fused_cpu.rows_per_call(128) == 7 and fused_cpu.rows_per_call(10**6) == 1
+    fast = forward(net, inputs)
+    stages = sum(isinstance(m, SpatialViewFrameTransformer) for m in net.modules())
+    assert fused_calls["geglu_feed_forward_add"] > 5 * 5 * stages  # ≥ 5 chunks per feed-forward
+    assert fused_calls["linear_add"] > 3 * 3 * stages
+    assert (reference - fast).abs().max() <= 1e-5 * max(1.0, reference.abs().max().item())
+
+
 SEQUENCES = {
     "view": ("to_view_sequences", "from_view_sequences"),
     "3d": ("to_3d_attention_sequences", "from_3d_attention_sequences"),
