@@ -49,11 +49,17 @@ def attention(
     return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)
 
 
-def _chunked(fn: Callable[[int, int], torch.Tensor], total: int, chunk: int | None) -> torch.Tensor:
-    """`fn(start, end)` over consecutive slices of `total` rows, written into one output (peak = output + 1 chunk)."""
+def _chunked(
+    fn: Callable[[int, int], torch.Tensor], total: int, chunk: int | None, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`fn(start, end)` over consecutive slices of `total` rows, written into one output (peak = output + 1 chunk).
+
+    `out`: the output to write into (default: a new tensor). It may be an input of `fn` whose rows `start:end` only
+    the call for those rows reads, such as the residual of `add_to`: each call has read its rows before they are
+    overwritten. A single chunk is returned as `fn` made it, without a copy.
+    """
     if chunk is None or total <= chunk:
         return fn(0, total)
-    out: torch.Tensor | None = None
     for start in range(0, total, chunk):
         part = fn(start, min(start + chunk, total))
         if out is None:
@@ -111,7 +117,8 @@ class SelfAttention(nn.Module):
         return max(1, min(MAX_ATTENTION_BATCH, self.chunk_tokens // x.shape[1]))
 
     def add_to(self, residual: torch.Tensor, x: torch.Tensor, transformer_options: dict | None = None) -> torch.Tensor:
-        """`residual + self(x)`, residual and x `(S, L, dim)`."""
+        """`residual + self(x)`, residual and x `(S, L, dim)`. The residual is consumed: the fused path may write the
+        sum into it (the blocks pass the fresh output of their previous layer)."""
         out_layer = self.to_out[0]
         if not (self.cpu_fast_paths and fused_cpu.applies(x, self.to_q, self.to_k, self.to_v, out_layer)):
             return residual + self(x, transformer_options)
@@ -123,7 +130,7 @@ class SelfAttention(nn.Module):
             return fused_cpu.linear_add(out, out_layer, residual[start:end])
 
         sequences = max(1, fused_cpu.rows_per_call(len(qkv_weight)) // x.shape[1])
-        return _chunked(run, x.shape[0], min(sequences, self._sequences_per_call(x) or sequences))
+        return _chunked(run, x.shape[0], min(sequences, self._sequences_per_call(x) or sequences), out=residual)
 
 
 class SingleTokenCrossAttention(nn.Module):
@@ -197,7 +204,8 @@ class FeedForward(nn.Module):
         return _chunked(lambda s, e: self.net(tokens[s:e]), tokens.shape[0], self.chunk_tokens).reshape(x.shape)
 
     def add_to(self, residual: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """`residual + self(x)` for x and residual of the same shape `(..., dim)`."""
+        """`residual + self(x)` for x and residual of the same shape `(..., dim)`. The residual is consumed: the
+        fused path may write the sum into it."""
         proj, out = self.net[0].proj, self.net[2]
         if not (self.cpu_fast_paths and fused_cpu.applies(x, proj, out)):
             return residual + self(x)
@@ -207,7 +215,8 @@ class FeedForward(nn.Module):
             return fused_cpu.geglu_feed_forward_add(tokens[start:end], proj, out, residual_tokens[start:end])
 
         rows = fused_cpu.rows_per_call(out.in_features)
-        return _chunked(run, tokens.shape[0], min(rows, self.chunk_tokens or rows)).reshape(residual.shape)
+        chunk = min(rows, self.chunk_tokens or rows)
+        return _chunked(run, tokens.shape[0], chunk, out=residual_tokens).reshape(residual.shape)
 
 
 class SingleTokenContextBlock(nn.Module):
@@ -265,7 +274,8 @@ class SpatialTransformerBlock(SingleTokenContextBlock):
     def forward(
         self, x: torch.Tensor, context: torch.Tensor, transformer_options: dict | None = None
     ) -> torch.Tensor:
-        """x `(S, L, dim)`; context `(G, context_dim)`, one token per block of S/G consecutive sequences."""
+        """x `(S, L, dim)`, consumed (the fused CPU path writes into it); context `(G, context_dim)`, one token per
+        block of S/G consecutive sequences."""
         x = self.attn1.add_to(x, self.norm1(x), transformer_options)
         x = self.cross_attention(x, context)
         return self.ff.add_to(x, self.norm3(x))
@@ -284,7 +294,8 @@ class TimeMixBlock(SingleTokenContextBlock):
     def forward(
         self, x: torch.Tensor, context: torch.Tensor, transformer_options: dict | None = None
     ) -> torch.Tensor:
-        """x `(S, L, dim)`; context `(G, context_dim)`, one token per block of S/G consecutive sequences."""
+        """x `(S, L, dim)`, consumed (the fused CPU path writes into it); context `(G, context_dim)`, one token per
+        block of S/G consecutive sequences."""
         x = self.ff_in.add_to(x, self.norm_in(x))
         x = self.attn1.add_to(x, self.norm1(x), transformer_options)
         x = self.cross_attention(x, context)

@@ -68,6 +68,18 @@ def test_fast_paths_in_bounded_row_chunks_match_the_reference(monkeypatch, fused
     assert (reference - fast).abs().max() <= 1e-5 * max(1.0, reference.abs().max().item())
 
 
+@pytest.mark.parametrize("layer", ["feed-forward", "self-attention"])
+def test_chunked_sums_written_into_the_consumed_residual_are_right(monkeypatch, layer):
+    """Each chunk reads its rows of the residual before the sum overwrites them: no chunk sees another's result."""
+    torch.manual_seed(0)
+    module = FeedForward(32, nn) if layer == "feed-forward" else SelfAttention(32, 2, 16, nn)
+    x, residual = torch.randn(9, 5, 32), torch.randn(9, 5, 32)
+    monkeypatch.setattr(fused_cpu, "TEMPORARY_BYTES", 4 * 128 * 7)  # 7 tokens (1 sequence) per call, 45 in all
+    with torch.no_grad():
+        expected = residual + module(x)
+        torch.testing.assert_close(module.add_to(residual.clone(), x), expected, rtol=1e-5, atol=1e-5)
+
+
 SEQUENCES = {
     "view": ("to_view_sequences", "from_view_sequences"),
     "3d": ("to_3d_attention_sequences", "from_3d_attention_sequences"),
@@ -119,7 +131,7 @@ def test_layers_that_cast_or_patch_their_weights_run_themselves(fused_calls):
     assert fused_calls["geglu_feed_forward_add"] == 0
     ff.net[2].weight_function = []
     with torch.no_grad():
-        fused = ff.add_to(residual, x)
+        fused = ff.add_to(residual.clone(), x)
         torch.testing.assert_close(fused, residual + ff(x), rtol=1e-5, atol=1e-6)
     assert fused_calls["geglu_feed_forward_add"] == 1
     ff.net[0].proj.comfy_cast_weights = True
@@ -134,10 +146,10 @@ def test_in_place_weight_updates_are_seen_at_the_next_call():
     layer = SelfAttention(32, 2, 16, nn)
     x, residual = torch.randn(3, 5, 32), torch.randn(3, 5, 32)
     with torch.no_grad():
-        before = layer.add_to(residual, x)
+        before = layer.add_to(residual.clone(), x)
         layer.to_k.weight.mul_(3.0)
         layer.to_out[0].bias.add_(1.0)
-        after = layer.add_to(residual, x)
+        after = layer.add_to(residual.clone(), x)
         torch.testing.assert_close(after, residual + layer(x), rtol=1e-5, atol=1e-5)
     assert (after - before).abs().max() > 0.5
 
@@ -154,7 +166,7 @@ def test_fused_qkv_works_with_a_view_based_attention_function():
     layer = SelfAttention(64, 4, 16, nn, attention_fn=view_attention, chunk_tokens=12)  # chunks of 2 sequences
     x, residual = torch.randn(5, 6, 64), torch.randn(5, 6, 64)
     with torch.no_grad():
-        torch.testing.assert_close(layer.add_to(residual, x), residual + layer(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(layer.add_to(residual.clone(), x), residual + layer(x), rtol=1e-5, atol=1e-5)
 
 
 def test_time_conv_equals_the_3d_convolution():
