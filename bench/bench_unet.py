@@ -5,7 +5,7 @@ Usage: `python bench/bench_unet.py [--cases mc64,mc128,full-4v,full-8v] [--repea
 (about 5 minutes of CPU time, 8 with the official code; wall time grows with the load of a shared machine).
 `full-4v`/`full-8v` are traced on `meta` in seconds.
 
-Modes, both on the same network instance, weights and inputs:
+Modes, all on the same weights and inputs (reference and ours on one network instance):
 * `ours`: the library as shipped (single-token cross-attention as `to_out(to_v(ctx))`, and on fp32 CPU the fused
   oneDNN feed-forward, fused QKV projection, fused residual adds, in-place activations, 2-D temporal convolutions:
   `sv4d_lib.model.fused_cpu`);
@@ -18,7 +18,7 @@ Modes, both on the same network instance, weights and inputs:
   from the `sv4d2.yaml` network_config with the case's sizes and loaded with the same state dict. Its attention type
   is "softmax" (torch SDPA): the yaml's "softmax-xformers" needs xformers, which has no CPU kernels.
 
-Timing (CPU): one torch thread; reference and ours alternate, `--repeats` times each, and the table reports the
+Timing (CPU): one torch thread; the modes alternate, `--repeats` times each, and the table reports the
 medians of process CPU time (less disturbed than wall time by other jobs on shared cores) and of wall time.
 """
 from __future__ import annotations
@@ -273,7 +273,7 @@ def speed_table(rows: list[dict]) -> list[str]:
     for r in rows:
         for m, (cpu, wall) in r["median"].items():
             speedup = "1" if m == "ours" else f"**{r['speedup'][m]:.2f}x**"
-            diff = "0 (max abs output " + f"{r['max_abs_out']:.2f})" if m == "reference" else f"{r['max_abs_diff'][m]:.1e}"
+            diff = f"0 (max abs output {r['max_abs_out']:.2f})" if m == "reference" else f"{r['max_abs_diff'][m]:.1e}"
             runs = ", ".join(f"{t:.1f}" for t in r["samples"][m])
             lines.append(
                 f"| {r['case']} | {r['shape']} | {r['params_m']:.1f} | {m} | {cpu:.2f} | {wall:.2f} | {speedup} | "
