@@ -10,12 +10,15 @@ import comfy.utils
 import folder_paths
 from comfy_api.latest import io, ui
 
+from sv4d_lib.multiview import split_views
 from sv4d_lib.nerf.export import STAGES, ExportProgress, ExportSettings, export_4d
 from sv4d_lib.nerf.mesh import SurfaceSettings
+from sv4d_lib.nerf.projection import ViewSet
 from sv4d_lib.nerf.texture import BakeSettings
+from sv4d_lib.video import check_finite
 
 from .common import check_filename_prefix
-from .types import Field4D
+from .types import Cameras, Field4D
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,26 @@ def _progress_bar() -> ExportProgress:
         bar.update_absolute(int(1000 * (starts[stage] + STAGE_SPAN[stage] * done / max(total, 1))), 1000)
 
     return progress
+
+
+def _views(images, cameras, masks) -> ViewSet | None:
+    """The views to project the texture from; None (the field's colour) when `images` or `cameras` is missing."""
+    if images is None and cameras is None:
+        return None
+    if images is None or cameras is None:
+        missing = "images" if images is None else "cameras"
+        raise ValueError(f"texture_source 'views' needs both `images` and `cameras`; `{missing}` is not connected: "
+                         "connect the multi-view video and its cameras (those of SV4D2 Fit 4D), or set "
+                         "texture_source to 'field'")
+    check_finite(images, "images")
+    videos = split_views(images[..., :3], cameras)
+    mask_videos = None
+    if masks is not None:
+        check_finite(masks, "masks")
+        mask_videos = split_views(masks, cameras)
+        if mask_videos.shape[:2] != videos.shape[:2]:
+            raise ValueError(f"got {masks.shape[0]} masks for {images.shape[0]} images; pass one mask per image")
+    return ViewSet(videos, mask_videos, cameras)
 
 
 class SV4D2Export4DMesh(io.ComfyNode):
@@ -108,6 +131,19 @@ class SV4D2Export4DMesh(io.ComfyNode):
                                  optional=True,
                                  tooltip="Also write <name>_turntable.mp4: the exported mesh rendered around the "
                                  "orbit while it plays."),
+                io.Combo.Input("texture_source", options=["views", "field"], default=_DEFAULTS.texture_source,
+                               optional=True,
+                               tooltip="views: project the connected multi-view video onto the animated mesh at "
+                               "every frame (crisp; the field's colour only where no view sees the surface). "
+                               "field: the fitted field's colour (softer). Without `images` and `cameras` "
+                               "connected, the field is used and the report says so."),
+                io.Image.Input("images", optional=True,
+                               tooltip="The multi-view video the field was fitted to (the same input as SV4D2 Fit "
+                               "4D's images, view-major): the texture is projected from it."),
+                Cameras.Input("cameras", optional=True, tooltip="The orbit of `images` (input view first)."),
+                io.Mask.Input("masks", optional=True,
+                              tooltip="Object masks of `images` (1 = object); without them non-white pixels count "
+                              "as the object."),
             ],
             outputs=outputs,
         )
@@ -121,19 +157,21 @@ class SV4D2Export4DMesh(io.ComfyNode):
                 density_level: float, video=None, face_budget: int = _DEFAULTS.surface.face_budget,
                 smoothing: int = _DEFAULTS.surface.smoothing_iterations, colour: str = _DEFAULTS.colour,
                 texture_size: int = _DEFAULTS.bake.size, texture_format: str = _DEFAULTS.image_format,
-                turntable: bool = _DEFAULTS.turntable) -> io.NodeOutput:
+                turntable: bool = _DEFAULTS.turntable, texture_source: str = _DEFAULTS.texture_source,
+                images=None, cameras=None, masks=None) -> io.NodeOutput:
         problem = check_filename_prefix(filename_prefix)
         if problem:
             raise ValueError(problem)
         rate = resolve_fps(fps, video)
+        views = _views(images, cameras, masks) if texture_source == "views" else None
         settings = ExportSettings(
             surface=SurfaceSettings(resolution=mesh_resolution, level=density_level or None,
                                     smoothing_iterations=smoothing, face_budget=face_budget),
             bake=BakeSettings(size=texture_size), colour=colour, image_format=texture_format,
-            num_frames=frames or None, turntable=turntable)
+            num_frames=frames or None, turntable=turntable, texture_source=texture_source)
         output_dir = folder_paths.get_output_directory()
         folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, output_dir)
-        result = export_4d(field, folder, f"{name}_{counter:05}_", rate, settings, _progress_bar())
+        result = export_4d(field, folder, f"{name}_{counter:05}_", rate, settings, _progress_bar(), views)
         log.info("SV4D2 Export 4D Mesh: %s", result.summary())
         relative = os.path.relpath(result.glb, output_dir).replace(os.sep, "/")
         values = [relative, result.summary()]

@@ -66,7 +66,9 @@ class DeformationField(nn.Module):
         before = position.floor().long().clamp(max=self.num_frames - 1)
         after = (before + 1).clamp(max=self.num_frames - 1)
         w = (position - before.float())[:, None]
-        return self.codes[before] * (1 - w) + self.codes[after] * w
+        # index_select: its backward is a serial index_add; advanced indexing's backward (index_put with
+        # accumulate) adds with atomics across CPU threads, so two same-seed fits came out different
+        return self.codes.index_select(0, before) * (1 - w) + self.codes.index_select(0, after) * w
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Offsets Δ (N, 3) such that x + Δ is the canonical point."""

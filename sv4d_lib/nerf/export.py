@@ -4,8 +4,9 @@ Pipeline (each stage reports progress; raising from the callback stops the expor
 1. `surface`: canonical density grid, surface level from the fitted opacity, marching cubes, floaters dropped,
    Taubin smoothing, decimation to the face budget (`mesh.py`);
 2. `deformation`: every vertex carried to every frame by inverting the backward warp (`vertex_solve.py`);
-3. `baking`: UV atlas and baseColor texture from the canonical colour at the surface (`texture.py`), or vertex
-   colours;
+3. `baking`: UV atlas and baseColor texture projected from the views the field was fitted to, onto the deformed
+   mesh of every frame (`projection.py`), the canonical colour of the field where no view sees the surface
+   (`texture.py`); or from the field alone; or vertex colours;
 4. `writing`: one GLB, one morph target per frame, a looping animation named after the file (`gltf.py`);
 5. `turntable`: the written GLB read back and ray-cast around the orbit, playing its animation (`raycast.py`).
 
@@ -31,8 +32,9 @@ from ..cameras import DEFAULT_FOV_DEG, DEFAULT_RADIUS, OrbitCameras
 from .vertex_solve import FrameSolve, solve_frames
 from .gltf import AnimatedMesh, animated_glb, read_glb
 from .mesh import SurfaceReport, SurfaceSettings, extract_surface
+from .projection import ProjectionSettings, ViewSet, blend_with_field, projected_colours
 from .raycast import render_mesh
-from .texture import BakeSettings, bake_texture, uv_atlas
+from .texture import BakeSettings, field_colours, finish_texture, uv_atlas
 
 if TYPE_CHECKING:
     from .field import DynamicNeRF
@@ -52,6 +54,8 @@ class ExportSettings:
     surface: SurfaceSettings = dataclass_field(default_factory=SurfaceSettings)
     bake: BakeSettings = dataclass_field(default_factory=BakeSettings)
     colour: str = "texture"  # "texture" (UV atlas + baseColor image) or "vertex" (COLOR_0)
+    texture_source: str = "views"  # "views": projected from the views when given (else the field); "field"
+    projection: ProjectionSettings = dataclass_field(default_factory=ProjectionSettings)
     image_format: str = "png"  # "png" or "jpeg"
     morph_normals: bool | None = None  # None: when the motion turns normals (MORPH_NORMAL_SHARE)
     num_frames: int | None = None  # morph targets spread over the clip; None: the field's frame count
@@ -75,6 +79,8 @@ class Export4D:
     closes_loop: bool
     surface: SurfaceReport
     solves: list[FrameSolve]
+    texture_source: str  # what coloured the mesh: "views", "field" or "vertex colours from the field"
+    view_coverage: float  # share of the texture's surface texels that at least one view sees (0 without views)
     seconds: dict[str, float] = dataclass_field(default_factory=dict)
 
     @property
@@ -89,8 +95,12 @@ class Export4D:
 
     def summary(self) -> str:
         loop = "seamless loop" if self.closes_loop else "loops through a blend back to frame 0"
+        colour = self.texture_source
+        if self.texture_source == "views":
+            colour = f"texture from the views ({100 * self.view_coverage:.1f} % of texels seen, the rest from the field)"
         return (f"{self.glb.name}: {self.file_bytes / 1e6:.2f} MB, {self.faces} faces, {self.vertices} vertices, "
-                f"{self.num_frames} frames at {self.fps:g} fps ({loop}); surface level σ={self.surface.level:.3g}, "
+                f"{self.num_frames} frames at {self.fps:g} fps ({loop}); colour: {colour}; surface level "
+                f"σ={self.surface.level:.3g}, "
                 f"{self.surface.components_dropped} floaters dropped; deformation residual max "
                 f"{self.max_residual:.2e}, {100 * self.unconverged_share:.2f} % of vertex-frames did not converge "
                 "and follow their neighbours")
@@ -148,11 +158,14 @@ def export_4d(
     fps: float,
     settings: ExportSettings | None = None,
     progress: ExportProgress | None = None,
+    views: ViewSet | None = None,
 ) -> Export4D:
     """Write `<stem>.glb` (textured, animated at `fps`) and `<stem>_turntable.mp4` (a trailing `_` of the stem
     dropped) into `directory`.
 
-    Frames are sampled at t = k / (num_frames − 1). Nothing is written unless the whole export succeeds.
+    Frames are sampled at t = k / (num_frames − 1). `views`: the videos the field was fitted to, with their cameras;
+    with `texture_source` "views" the texture is projected from them. Nothing is written unless the whole export
+    succeeds.
     """
     from ..video import check_video, write_video
 
@@ -161,6 +174,8 @@ def export_4d(
         raise ValueError(f"fps must be a positive number (the source video's frame rate), got {fps}")
     if settings.colour not in ("texture", "vertex"):
         raise ValueError(f"colour must be 'texture' or 'vertex', got {settings.colour!r}")
+    if settings.texture_source not in ("views", "field"):
+        raise ValueError(f"texture_source must be 'views' or 'field', got {settings.texture_source!r}")
     num_frames = settings.num_frames or field.num_frames
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
@@ -186,8 +201,14 @@ def export_4d(
     faces = np.asarray(surface.faces, np.int64)
     lap("surface")
     times = [k / max(num_frames - 1, 1) for k in range(num_frames)]
-    frames, solves = solve_frames(field, vertices, np.asarray(surface.edges_unique), times,
-                                  progress=stage("deformation"))
+    project = settings.colour == "texture" and settings.texture_source == "views" and views is not None
+    view_times = [f / max(views.num_frames - 1, 1) for f in range(views.num_frames)] if project else times
+    edges = np.asarray(surface.edges_unique)
+    deformation = stage("deformation")
+    frames, solves = solve_frames(field, vertices, edges, times, progress=deformation)
+    # the views' frames, where the animation samples the clip at other times (the bar stays full meanwhile)
+    view_frames = frames if view_times == times else solve_frames(
+        field, vertices, edges, view_times, progress=lambda done, total: deformation(total, total))[0]
     normals = vertex_normals(vertices, faces)
     frame_normals = np.stack([vertex_normals(f, faces) for f in frames])
     morph_normals = settings.morph_normals
@@ -197,7 +218,14 @@ def export_4d(
     bake = stage("baking")
     if settings.colour == "texture":
         cut = uv_atlas(vertices, faces, settings.bake.size, settings.bake.padding, wait=lambda: bake(0, 1))
-        texture = bake_texture(field, cut, settings.bake, bake)
+        colours, covered = field_colours(field, cut, settings.bake, lambda done, total: bake(done, 2 * total))
+        source, coverage = "field", 0.0
+        if project:
+            projected, weight = projected_colours(cut, view_frames, views, settings.bake.size, settings.projection,
+                                                  lambda done, total: bake(total + done, 2 * total))
+            colours = blend_with_field(projected, weight, colours, settings.projection.field_weight)
+            source, coverage = "views", float((weight[covered] > 0).mean())
+        texture = finish_texture(colours, covered)
         mesh = AnimatedMesh(cut.vertices, normals[cut.source], cut.faces, frames[:, cut.source], uv=cut.uv,
                             texture=texture, frame_normals=frame_normals[:, cut.source] if morph_normals else None)
     else:
@@ -205,6 +233,7 @@ def export_4d(
             colours = field.canonical(torch.from_numpy(vertices).to(field.device))[1]
         mesh = AnimatedMesh(vertices, normals, faces.astype(np.uint32), frames, colours=colours.float().cpu().numpy(),
                             frame_normals=frame_normals if morph_normals else None)
+        source, coverage = "vertex colours from the field", 0.0
         bake(1, 1)
     lap("baking")
     closes_loop = _closes_loop(frames)
@@ -226,4 +255,5 @@ def export_4d(
             check_video(temporaries[1], images.shape[0])
             lap("turntable")
     return Export4D(glb_path, video_path if settings.turntable else None, len(data), float(fps), num_frames,
-                    len(mesh.vertices), len(mesh.faces), bool(morph_normals), closes_loop, report, solves, seconds)
+                    len(mesh.vertices), len(mesh.faces), bool(morph_normals), closes_loop, report, solves, source, coverage,
+                    seconds)

@@ -55,3 +55,22 @@ def render_mesh(mesh: AnimatedMesh, frame: int, cameras: OrbitCameras, width: in
     rgb = rgb.reshape(n, height, supersample, width, supersample, 3).mean(axis=(2, 4))
     alpha = alpha.reshape(n, height, supersample, width, supersample).mean(axis=(2, 4))
     return torch.from_numpy(np.clip(rgb, 0, 1)), torch.from_numpy(alpha)
+
+
+def depth_maps(positions: np.ndarray, faces: np.ndarray, cameras: OrbitCameras, width: int, height: int
+               ) -> torch.Tensor:
+    """Depth along each camera's viewing axis (N, H, W) float32 of the first surface hit through every pixel
+    centre of a mesh (vertices (P, 3), faces (M, 3)); +inf where the ray misses (visibility tests)."""
+    import trimesh
+    from trimesh.ray.ray_pyembree import RayMeshIntersector
+
+    shape = trimesh.Trimesh(np.asarray(positions, np.float64), faces, process=False)
+    origins, dirs = (r.reshape(-1, 3).numpy().astype(np.float64) for r in cameras.rays(width, height))
+    _, ray, hits = RayMeshIntersector(shape).intersects_id(origins, dirs, multiple_hits=False, return_locations=True)
+    depth = np.full(len(origins), np.inf, np.float32)
+    if len(ray):
+        # the hit's distance along the ray times the cosine to the viewing axis (−z of the camera)
+        forward = -cameras.c2w()[:, :3, 2].numpy().astype(np.float64)
+        view = ray // (width * height)
+        depth[ray] = np.einsum("pd,pd->p", hits - origins[ray], forward[view])
+    return torch.from_numpy(depth.reshape(cameras.num_views_total, height, width))

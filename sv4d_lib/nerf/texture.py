@@ -134,43 +134,68 @@ def dilate(texture: np.ndarray, covered: np.ndarray) -> np.ndarray:
     return texture[rows, cols]
 
 
+def texel_samples(mesh: UVMesh, size: int, samples_per_axis: int = 1,
+                  check: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Surface samples of the atlas: for each covered sub-texel sample (`samples_per_axis`² per texel), its texel's
+    flat index (P,) int64, its triangle (P, 3) vertex indices of `mesh` and barycentric weights (P, 3)."""
+    fine = size * samples_per_axis
+    ids = rasterise_uv(mesh.uv, mesh.faces, fine, check)
+    index = np.flatnonzero(ids >= 0)
+    if index.size == 0:
+        raise ValueError("the UV atlas covers no texel; the mesh is empty or degenerate")
+    rows, cols = np.divmod(index, fine)
+    triangles = mesh.faces[ids.reshape(-1)[index]].astype(np.int64)
+    centres = np.stack((cols + 0.5, rows + 0.5), axis=-1) / fine
+    texel = (rows // samples_per_axis) * size + cols // samples_per_axis
+    return texel, triangles, barycentric(centres, mesh.uv[triangles])
+
+
+def field_colours(
+    field: DynamicNeRF,
+    mesh: UVMesh,
+    settings: BakeSettings | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The field's canonical colour averaged per texel: colours (S·S, 3) float64 in [0, 1] and covered (S·S,) bool
+    (texels no UV triangle reaches hold 0)."""
+    settings = settings or BakeSettings()
+    if settings.size < 16 or settings.samples_per_axis < 1:
+        raise ValueError(f"texture size must be >= 16 and sample counts >= 1, got {settings}")
+    size = settings.size
+    texel, triangles, weights = texel_samples(mesh, size, settings.samples_per_axis,
+                                              (lambda: progress(0, 1)) if progress is not None else None)
+    total = np.zeros((size * size, 3))
+    count = np.zeros(size * size)
+    starts = range(0, texel.size, QUERY_POINTS)
+    for i, start in enumerate(starts):  # chunks: memory stays small and interrupts stay prompt
+        chunk = slice(start, start + QUERY_POINTS)
+        points = np.einsum("pk,pkd->pd", weights[chunk], mesh.vertices[triangles[chunk]])
+        with torch.no_grad():
+            colours = field.canonical(torch.from_numpy(points).float().to(field.device))[1].double().cpu().numpy()
+        if not np.isfinite(colours).all():
+            raise ValueError("the field's colour has NaN/inf values at the surface; the fit diverged, refit it")
+        for channel in range(3):
+            total[:, channel] += np.bincount(texel[chunk], colours[:, channel], size * size)
+        count += np.bincount(texel[chunk], minlength=size * size)
+        if progress is not None:
+            progress(i + 1, len(starts))
+    covered = count > 0
+    total[covered] /= count[covered, None]
+    return total, covered
+
+
+def finish_texture(colours: np.ndarray, covered: np.ndarray) -> np.ndarray:
+    """Texture (S, S, 3) uint8 sRGB from per-texel colours (S·S, 3) in [0, 1]: uncovered texels dilated."""
+    size = int(round(np.sqrt(covered.size)))
+    texture = dilate(colours.reshape(size, size, 3), covered.reshape(size, size))
+    return np.clip(np.round(texture * 255), 0, 255).astype(np.uint8)
+
+
 def bake_texture(
     field: DynamicNeRF,
     mesh: UVMesh,
     settings: BakeSettings | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """baseColor texture (S, S, 3) uint8 sRGB of `mesh`."""
-    settings = settings or BakeSettings()
-    if settings.size < 16 or settings.samples_per_axis < 1:
-        raise ValueError(f"texture size must be >= 16 and sample counts >= 1, got {settings}")
-    fine = settings.size * settings.samples_per_axis
-    ids = rasterise_uv(mesh.uv, mesh.faces, fine, (lambda: progress(0, 1)) if progress is not None else None)
-    covered_samples = np.flatnonzero(ids >= 0)
-    if covered_samples.size == 0:
-        raise ValueError("the UV atlas covers no texel; the mesh is empty or degenerate")
-    s, size = settings.samples_per_axis, settings.size
-    total = np.zeros((size * size, 3))
-    count = np.zeros(size * size)
-    starts = range(0, covered_samples.size, QUERY_POINTS)
-    for i, start in enumerate(starts):  # chunks: memory stays small and interrupts stay prompt
-        index = covered_samples[start:start + QUERY_POINTS]
-        rows, cols = np.divmod(index, fine)
-        triangles = mesh.faces[ids.reshape(-1)[index]]
-        centres = np.stack((cols + 0.5, rows + 0.5), axis=-1) / fine
-        weights = barycentric(centres, mesh.uv[triangles])
-        points = np.einsum("pk,pkd->pd", weights, mesh.vertices[triangles])
-        with torch.no_grad():
-            colours = field.canonical(torch.from_numpy(points).float().to(field.device))[1].double().cpu().numpy()
-        if not np.isfinite(colours).all():
-            raise ValueError("the field's colour has NaN/inf values at the surface; the fit diverged, refit it")
-        texel = (rows // s) * size + cols // s
-        for channel in range(3):
-            total[:, channel] += np.bincount(texel, colours[:, channel], size * size)
-        count += np.bincount(texel, minlength=size * size)
-        if progress is not None:
-            progress(i + 1, len(starts))
-    covered = count > 0
-    total[covered] /= count[covered, None]
-    texture = dilate(total.reshape(size, size, 3), covered.reshape(size, size))
-    return np.clip(np.round(texture * 255), 0, 255).astype(np.uint8)
+    """baseColor texture (S, S, 3) uint8 sRGB of `mesh` from the field's canonical colour."""
+    return finish_texture(*field_colours(field, mesh, settings, progress))
