@@ -87,11 +87,14 @@ QUICK = Settings(size=128, preset="draft", ablation_iterations=6, frames_stride=
 
 
 def configure(preset: str, changes: dict) -> FitConfig:
+    """A preset with `changes`; keys `field_<name>` change the field's architecture (`field_deformation` takes the
+    deformation config's fields)."""
     changes = dict(changes)
-    deformation = changes.pop("field_deformation", None)
+    field = {key[len("field_"):]: changes.pop(key) for key in list(changes) if key.startswith("field_")}
+    if "deformation" in field:
+        field["deformation"] = DeformationConfig(**field["deformation"])
     config = FitConfig.preset(preset, device="cpu", preview_every=10**9, **changes)
-    if deformation is not None:
-        config.field = dataclasses.replace(config.field, deformation=DeformationConfig(**deformation))
+    config.field = dataclasses.replace(config.field, **field)
     return config
 
 
