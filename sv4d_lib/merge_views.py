@@ -12,7 +12,8 @@ Merging follows these rules:
   frame `offset + stride·i`. SV4D2 Extend Video writes the input frames as view 0 and cuts its padding, so the
   4-view windows (21 frames: 0-11, 9-20) and the 8-view windows (0-4, 4-8, …, 16-20) line up frame by frame.
   Passes on another timing (a 5-frame Sample NVVS beside a 21-frame Extend Video, every 2nd frame) are refused with
-  the fix, or, opt-in, merged on the input frames every pass shows (`common_frames`).
+  the fix, or, opt-in, merged on the input frames every pass shows ("common frames"). A pass whose view 0 is not
+  the input video (Refine passes Render 4D's input view through) is placed by its frame count, noted in the report.
 * **Duplicates**: cameras within `DUPLICATE_DEG` of an earlier one (the input view in every pass; 120° is in both
   official layouts) are dropped; the first pass that has a camera gives its video.
 * **Size**: views are resized (bicubic, antialiased) to the input view's size; another aspect ratio is refused.
@@ -56,6 +57,7 @@ class Timing:
     stride: int
     num_frames: int
     error: float  # mean absolute difference of view 0 against those input frames
+    matched: bool = True  # False: view 0 is not the input video (a render), placed by its frame count alone
 
     @property
     def frames(self) -> range:
@@ -64,6 +66,9 @@ class Timing:
     def describe(self) -> str:
         last = self.offset + self.stride * (self.num_frames - 1)
         every = "every frame" if self.stride == 1 else f"one frame in {self.stride}"
+        if not self.matched:
+            return (f"no input frame (mean difference {self.error:.3f} > {TIMING_TOLERANCE}: a render of the input "
+                    f"view, or another video?), so its {self.num_frames} frames are taken as input frames 0-{last}")
         return f"input frames {self.offset}-{last} ({every})"
 
 
@@ -104,7 +109,9 @@ def _thumbnails(frames: torch.Tensor) -> torch.Tensor:
 def frame_timing(view0: torch.Tensor, input_frames: torch.Tensor) -> Timing:
     """Locate a pass's input view `(n, H, W, C)` on the input frames `(N, H', W', C')`: the best offset + stride·i
     match, preferring the identity (n = N, offset 0, stride 1) whenever it is within `TIMING_TOLERANCE` (a looping
-    clip shows the same pose at both ends). Raises when no placement is within tolerance."""
+    clip shows the same pose at both ends). A view 0 that matches no run of the input frames is placed by its frame
+    count when it has all N frames (Refine passes the rendered input view through: a render, not the input), and
+    refused otherwise."""
     n, total = view0.shape[0], input_frames.shape[0]
     if n > total:
         raise ValueError(f"a pass has {n} frames but the input video only {total}; connect the input frames the pass "
@@ -121,10 +128,12 @@ def frame_timing(view0: torch.Tensor, input_frames: torch.Tensor) -> Timing:
     candidates = [placed(offset, stride) for stride in range(1, max_stride + 1)
                   for offset in range(total - stride * (n - 1))]
     best = min(candidates, key=lambda t: (t.error, t.stride, t.offset))
+    if best.error > TIMING_TOLERANCE and n == total:
+        return Timing(0, 1, n, best.error, matched=False)
     if best.error > TIMING_TOLERANCE:
         raise ValueError(
-            f"a pass's input view (view 0, {n} frames) matches no run of the input frames (mean difference "
-            f"{best.error:.3f}, tolerance {TIMING_TOLERANCE}): every pass must come from the same input video. "
+            f"a pass's input view (view 0, {n} frames) matches no run of the {total} input frames (mean difference "
+            f"{best.error:.3f}, tolerance {TIMING_TOLERANCE}), so its frames cannot be placed on the input video. "
             "Connect the prepared input frames to Sample NVVS's `frames` input (its view 0 is then the real input, "
             "not a VAE reconstruction) and merge passes sampled from the same frames"
         )
@@ -225,7 +234,8 @@ def plan_merge(passes: Sequence[Pass], input_frames: torch.Tensor | None = None,
     for p, item in enumerate(passes):
         cams = item.cameras
         for v, direction in enumerate(cams.view_directions()):
-            if directions and (angles := _angle_deg(direction[None], torch.stack(directions))[0]).min() <= DUPLICATE_DEG:
+            angles = _angle_deg(direction[None], torch.stack(directions))[0] if directions else None
+            if angles is not None and angles.min() <= DUPLICATE_DEG:
                 k = int(angles.argmin())
                 if v:  # the input view is in every pass by construction; other repeats are worth a line
                     dropped.append(f"pass {p + 1} view {v} ({cams.elevations_deg[v]:g}°, {cams.azimuths_deg[v]:g}°)"

@@ -166,12 +166,15 @@ def test_passes_of_another_orbit_are_refused(second, message):
         plan_merge([first, Pass(videos, second)])
 
 
-def test_a_pass_of_another_video_is_refused():
+def test_a_pass_whose_input_view_is_a_render_is_placed_by_its_frame_count_and_a_shorter_one_refused():
     videos = torch.rand(2, 4, 16, 16, 3, generator=torch.Generator().manual_seed(6))
-    other = torch.rand(2, 4, 16, 16, 3, generator=torch.Generator().manual_seed(7))
+    render = torch.rand(2, 4, 16, 16, 3, generator=torch.Generator().manual_seed(7))  # e.g. Refine of Render 4D
     cameras = OrbitCameras((0.0, 0.0), (0.0, 90.0))
-    with pytest.raises(ValueError, match="matches no run of the input frames.*Sample NVVS's `frames`"):
-        plan_merge([Pass(videos, cameras), Pass(other, OrbitCameras((0.0, 0.0), (0.0, 180.0)))])
+    merged, _, report = merge_views([Pass(videos, cameras), Pass(render, OrbitCameras((0.0, 0.0), (0.0, 180.0)))])
+    assert torch.equal(merged[2], render[1]) and torch.equal(merged[0], videos[0])
+    assert "pass 2: 2 views × 4 frames (16×16), view 0 shows no input frame (mean difference" in report
+    with pytest.raises(ValueError, match="matches no run of the 4 input frames.*Sample NVVS's `frames`"):
+        plan_merge([Pass(videos, cameras), Pass(render[:, :3], OrbitCameras((0.0, 0.0), (0.0, 180.0)))])
     assert frame_timing(videos[0], videos[0]).error == 0 < TIMING_TOLERANCE
 
 
