@@ -236,10 +236,8 @@ def plan_merge(passes: Sequence[Pass], input_frames: torch.Tensor | None = None,
         for v, direction in enumerate(cams.view_directions()):
             angles = _angle_deg(direction[None], torch.stack(directions))[0] if directions else None
             if angles is not None and angles.min() <= DUPLICATE_DEG:
-                k = int(angles.argmin())
                 if v:  # the input view is in every pass by construction; other repeats are worth a line
-                    dropped.append(f"pass {p + 1} view {v} ({cams.elevations_deg[v]:g}°, {cams.azimuths_deg[v]:g}°)"
-                                   f" = merged view {k}")
+                    dropped.append((p, v, int(angles.argmin())))
                 continue
             directions.append(direction)
             sources.append((p, v))
@@ -251,7 +249,10 @@ def plan_merge(passes: Sequence[Pass], input_frames: torch.Tensor | None = None,
     cameras = unordered.select(order)
     lines.append("input view: " + ("the input frames" if input_source < 0 else f"view 0 of pass {input_source + 1}"))
     if dropped:
-        lines.append("duplicate cameras dropped: " + "; ".join(dropped))
+        rank = {old: new for new, old in enumerate(order)}
+        lines.append("duplicate cameras dropped: " + "; ".join(
+            f"pass {p + 1} view {v} ({passes[p].cameras.elevations_deg[v]:g}°, {passes[p].cameras.azimuths_deg[v]:g}°)"
+            f" = merged view {rank[k]}" for p, v, k in dropped))
     lines.extend(notes)
     gaps = _azimuth_gaps(cameras)
     lines.append(f"merged: {cameras.num_views_total} views × {len(kept)} frames ({size[1]}×{size[0]}), azimuths "

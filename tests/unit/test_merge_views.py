@@ -76,7 +76,7 @@ def test_the_official_layouts_merge_into_12_views_and_the_first_pass_keeps_share
     from_four = {a for a in AZIMUTHS_4V if a}  # 120° is in both layouts: the first pass's view is kept
     for k, azimuth in enumerate(cameras.azimuths_deg[1:], start=1):
         assert merged[k].unique().item() == (0.25 if azimuth in from_four else 0.75), azimuth
-    assert "pass 2 view 3 (5°, 120°) = merged view 2" in report
+    assert "pass 2 view 3 (5°, 120°) = merged view 4" in report and cameras.azimuths_deg[4] == 120
 
 
 def test_the_real_input_frames_replace_a_reconstructed_input_view():
