@@ -77,6 +77,7 @@ def test_the_official_layouts_merge_into_12_views_and_the_first_pass_keeps_share
     for k, azimuth in enumerate(cameras.azimuths_deg[1:], start=1):
         assert merged[k].unique().item() == (0.25 if azimuth in from_four else 0.75), azimuth
     assert "pass 2 view 3 (5°, 120°) = merged view 4" in report and cameras.azimuths_deg[4] == 120
+    assert cameras == OrbitCameras.preset("dense", 5.0)  # the camera editor's "dense (both)" plan
 
 
 def test_the_real_input_frames_replace_a_reconstructed_input_view():
