@@ -5,13 +5,13 @@ import json
 
 from comfy_api.latest import io
 
-from sv4d_lib.cameras import OrbitCameras
+from sv4d_lib.cameras import LAYOUTS, OrbitCameras
 
 from .common import with_widget_type
 from .types import Cameras
 
 CAMERA_WIDGET = "SV4D2_CAMERAS_EDITOR"
-PRESETS = ("4v", "8v", "custom")
+PRESETS = (*LAYOUTS, "custom")
 DEFAULT_CAMERAS_JSON = json.dumps(
     {"elevations_deg": list(OrbitCameras.preset("4v").elevations_deg),
      "azimuths_deg": list(OrbitCameras.preset("4v").azimuths_deg)}
@@ -66,13 +66,16 @@ class SV4D2Cameras(io.ComfyNode):
                 io.Combo.Input(
                     "preset", options=list(PRESETS), default="4v",
                     tooltip="4v: official 4-view orbit (azimuths 60/120/180/240° from the input view), for the "
-                    "4-view model. 8v: official 8-view orbit (30/75/…/330°), for the 8-view model. custom: the "
-                    "'cameras' JSON below.",
+                    "4-view model. 8v: official 8-view orbit (30/75/…/330°), for the 8-view model. dense: both "
+                    "merged (12 views; sample 4v and 8v separately and merge them with SV4D2 Merge Views; use it to "
+                    "render or plan). ortho_elevated: 90/180/270° on the input's ring and five views 30° higher "
+                    "every 72°, for the 8-view model. custom: the 'cameras' JSON below.",
                 ),
                 io.Float.Input(
                     "elevation_deg", default=0.0, min=-89.0, max=89.0, step=0.5,
-                    tooltip="Elevation of every view for the 4v/8v presets (degrees above the object's equator; "
-                    "the official default is 0). Ignored for custom.",
+                    tooltip="Elevation of the input view for the presets (degrees above the object's equator; "
+                    "the official default is 0): every view of 4v/8v/dense, the ring of ortho_elevated (its upper "
+                    "views sit 30° higher). Ignored for custom.",
                 ),
                 with_widget_type(io.String.Input(
                     "cameras", default=DEFAULT_CAMERAS_JSON, multiline=True, socketless=True,

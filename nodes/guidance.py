@@ -15,7 +15,7 @@ import torch
 from comfy_api.latest import io
 
 from sv4d_lib import guidance
-from sv4d_lib.cameras import OrbitCameras
+from sv4d_lib.cameras import LAYOUT_LABELS, LAYOUT_PASSES, LAYOUTS, OrbitCameras
 
 from .common import GRID_WIDGET, GridGuider, MAX_SPEC_CHARS, check_grid_size, parse_bounded_spec, with_widget_type
 from .types import Cameras
@@ -163,7 +163,8 @@ def register_routes() -> None:
 
     GET /sv4d2/cfg_grid: presets and their default params; POST /sv4d2/cfg_grid {grid, num_frames, num_views,
     azimuths_deg?}: the grid the sampler would use (or the error), with the view distances and ramp curves to draw;
-    GET /sv4d2/camera_presets: the official camera layouts.
+    GET /sv4d2/camera_presets: the camera layouts of the SV4D2 Cameras presets (input view at elevation 0), their
+    labels, the model variants whose passes make each and, per camera, which of them samples it.
     """
     try:
         from aiohttp import web
@@ -195,9 +196,11 @@ def register_routes() -> None:
 
     @instance.routes.get(CAMERA_PRESETS_ROUTE)
     async def camera_presets(request: web.Request) -> web.Response:
-        layouts = {name: OrbitCameras.preset(name) for name in ("4v", "8v")}
+        layouts = {name: OrbitCameras.preset(name) for name in LAYOUTS}
         return web.json_response({
-            name: {"elevations_deg": list(c.elevations_deg), "azimuths_deg": list(c.azimuths_deg)}
+            name: {"elevations_deg": list(c.elevations_deg), "azimuths_deg": list(c.azimuths_deg),
+                   "label": LAYOUT_LABELS[name], "passes": list(LAYOUT_PASSES[name]),
+                   "sampled_by": [list(p) for p in OrbitCameras.preset_passes(name)]}
             for name, c in layouts.items()
         })
 

@@ -30,6 +30,9 @@ SAMPLE_VIDEO = "sample_object.mp4"
 REAL_SCENE_VIEWS, REAL_SCENE_HELDOUT = "sv4d2_maidroid_views.png", "sv4d2_maidroid_heldout.png"  # assets/README.md
 HELDOUT_CAMERAS = json.dumps({"elevations_deg": [15.0, 0.0, -10.0], "azimuths_deg": [90.0, 210.0, 330.0]})
 CKPT_4V, CKPT_8V = "checkpoints/sv4d2.safetensors", "checkpoints/sv4d2_8views.safetensors"
+# the fit-your-own template's second camera set: the two side views on the ring and two views from above
+ELEVATED_CAMERAS = json.dumps({"elevations_deg": [0.0, 0.0, 0.0, 40.0, 40.0],
+                               "azimuths_deg": [0.0, 90.0, 270.0, 45.0, 225.0]})
 GRID_8V = json.dumps({"preset": "official_8v", "params": PRESETS["official_8v"]})
 WORKFLOWS: dict[str, callable] = {}
 
@@ -140,19 +143,84 @@ def full_pipeline(g: EditorGraph) -> None:
 
 @workflow("SV4D 2.0 - fit your own multi-view videos")
 def fit_own_videos(g: EditorGraph) -> None:
-    g.note("**Fit a 4D asset from your own multi-view videos** (any tool's, with known orbit cameras). Replace "
-           "*Synthetic Scene* by your videos as one view-major IMAGE batch (all frames of the input view, then each "
-           "novel view; e.g. Load Video per view → Image Batch) and set *Cameras* to your orbit.")
-    cameras = g.add("SV4D2Cameras", title="Cameras", preset="8v").out(0)
-    scene = g.add("SV4D2SyntheticScene", title="Synthetic Scene", cameras=cameras, frames=12, width=128, height=128)
-    field = g.add("SV4D2Fit4D", title="Fit 4D", images=scene.out("images"), cameras=cameras, stage=1,
-                  preset="default", resolution=128, seed=0, masks=scene.out("masks"))
+    g.note("**Fit a 4D asset from your own multi-view videos** (any tool's, any number of views, with known orbit "
+           "cameras). Replace each *Synthetic Scene* by a set of your videos as one view-major IMAGE batch (all "
+           "frames of the input view, then each other view; e.g. Load Video per view → Image Batch) and set its "
+           "*Cameras* to that set's orbit (custom: one elevation and azimuth per view, input view first). *Merge "
+           "Views* puts the sets together (the input view once, duplicates dropped, orbit order); one set alone can "
+           "go straight into Fit 4D.")
+    sets = []
+    for number, preset in ((1, "8v"), (2, "custom")):
+        cameras = g.add("SV4D2Cameras", title=f"Cameras (set {number})", preset=preset,
+                        cameras=ELEVATED_CAMERAS).out(0)
+        scene = g.add("SV4D2SyntheticScene", title=f"Synthetic Scene (set {number})", cameras=cameras, frames=12,
+                      width=128, height=128)
+        sets.append((scene.out("images"), cameras))
+    merged = g.add("SV4D2MergeViews", title="Merge Views", multiview_1=sets[0][0], cameras_1=sets[0][1],
+                   multiview_2=sets[1][0], cameras_2=sets[1][1])
+    g.add("PreviewAny", title="Show Merged Views", source=merged.out("report"))
+    cameras = merged.out("cameras")
+    field = g.add("SV4D2Fit4D", title="Fit 4D", images=merged.out("multiview"), cameras=cameras, stage=1,
+                  preset="default", resolution=128, seed=0)
     renders = g.add("SV4D2Render4D", title="Render 4D", field=field.out(0), cameras=cameras, frames=12, width=128,
                     height=128)
-    metrics = g.add("SV4D2Metrics4D", title="Metrics", images=renders.out("images"), reference=scene.out("images"))
+    metrics = g.add("SV4D2Metrics4D", title="Metrics", images=renders.out("images"),
+                    reference=merged.out("multiview"))
     g.add("PreviewAny", title="Show Metrics", source=metrics.out("report"))
     mesh = g.add("SV4D2Export4DMesh", title="Export 4D Mesh", field=field.out(0), filename_prefix="sv4d2/own_videos",
                  fps=12.0)
+    g.add("Preview3D", title="Preview 3D", model_file=mesh.out("model_file"))
+
+
+@workflow("SV4D 2.0 - dense 4D")
+def dense_4d(g: EditorGraph) -> None:
+    g.note("**Dense 4D**: both SV4D 2.0 models on the same video — the 4-view model (60/120/180/240°) and the "
+           "8-view model (30°…330°) — merged into 12 views (*Merge Views*: input view once, 120° from the first "
+           "pass, frames checked to line up), then the paper's 4D stage: fit (stage 1) → render each model's views → "
+           "refine them with that model → merge → fit (stage 2) → animated GLB. More silhouette directions give the "
+           "fit a better shape (docs/nerf4d_analysis.md). Needs `sv4d2.safetensors` and `sv4d2_8views.safetensors`; "
+           "costs per pass are in the README.")
+    prepared = load_input_video(g)
+    passes = []
+    for label, ckpt, preset, grid in (("4 views", CKPT_4V, "4v", None), ("8 views", CKPT_8V, "8v", GRID_8V)):
+        model = g.add("SV4D2LoadModel", title=f"Load Model ({label})", ckpt_name=ckpt, variant="auto",
+                      precision="auto")
+        cameras = g.add("SV4D2Cameras", title=f"Cameras ({label})", preset=preset).out(0)
+        extra = {"grid": grid} if grid else {}
+        views = g.add("SV4D2ExtendVideo", title=f"Extend Video ({label})", model=model.out("MODEL"),
+                      clip_vision=model.out("CLIP_VISION"), vae=model.out("VAE"), frames=prepared, cameras=cameras,
+                      steps=50, seed=23, decoding_t=4, pad_frames=True, **extra)
+        passes.append((label, model, cameras, extra, views.out("multiview")))
+
+    def merge(title: str, videos: list):
+        """Merge Views of one multi-view video per pass, with the passes' cameras, and a view of its report."""
+        sockets = {}
+        for number, (one_pass, images) in enumerate(zip(passes, videos), start=1):
+            sockets |= {f"multiview_{number}": images, f"cameras_{number}": one_pass[2]}
+        node = g.add("SV4D2MergeViews", title=title, input_frames=prepared, **sockets)
+        g.add("PreviewAny", title=f"Show {title}", source=node.out("report"))
+        return node
+
+    merged = merge("Merge Views", [p[4] for p in passes])
+    g.add("SV4D2SaveViews", title="Save Merged Views", images=merged.out("multiview"), cameras=merged.out("cameras"),
+          filename_prefix="sv4d2/dense_views")
+    stage1 = g.add("SV4D2Fit4D", title="Fit 4D (stage 1)", images=merged.out("multiview"),
+                   cameras=merged.out("cameras"), stage=1, preset="default", resolution=128, seed=0)
+    refined = []
+    for label, model, cameras, extra, _ in passes:
+        renders = g.add("SV4D2Render4D", title=f"Render 4D ({label})", field=stage1.out(0), cameras=cameras,
+                        frames=0, width=576, height=576)
+        refined.append(g.add("SV4D2Refine", title=f"Refine ({label})", model=model.out("MODEL"),
+                             clip_vision=model.out("CLIP_VISION"), vae=model.out("VAE"), frames=prepared,
+                             cameras=cameras, multiview=renders.out("images"), strength=0.5, steps=50, seed=23,
+                             decoding_t=4, pad_frames=True, **extra).out("multiview"))
+    merged_refined = merge("Merge Refined Views", refined)
+    stage2 = g.add("SV4D2Fit4D", title="Fit 4D (stage 2)", images=merged_refined.out("multiview"),
+                   cameras=merged_refined.out("cameras"), stage=2, preset="draft", resolution=128, seed=0,
+                   init_field=stage1.out(0))
+    video = next(n for n in g.nodes if n.type == "LoadVideo")  # the animation plays at the source's frame rate
+    mesh = g.add("SV4D2Export4DMesh", title="Export 4D Mesh", field=stage2.out(0), filename_prefix="sv4d2/dense_asset",
+                 video=video.out(0))
     g.add("Preview3D", title="Preview 3D", model_file=mesh.out("model_file"))
 
 

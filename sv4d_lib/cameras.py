@@ -23,6 +23,22 @@ import torch.nn.functional as F
 AZIMUTHS_4V: tuple[float, ...] = (0.0, 60.0, 120.0, 180.0, 240.0)
 AZIMUTHS_8V: tuple[float, ...] = (0.0, 30.0, 75.0, 120.0, 165.0, 210.0, 255.0, 300.0, 330.0)
 
+# Camera planning layouts (SV4D2 Cameras presets, the camera editor's buttons): per camera (elevation above the input
+# view's, azimuth), input view first. "dense" is what SV4D2 Merge Views makes of a 4-view and an 8-view pass (120° is
+# in both); "ortho_elevated" is one 8-view pass: the side and back views on the input's ring (the near-orthogonal
+# views the 4D fit samples together) and five views 30° higher, every 72°, for the top of the shape.
+LAYOUTS: dict[str, tuple[tuple[float, float], ...]] = {
+    "4v": tuple((0.0, a) for a in AZIMUTHS_4V),
+    "8v": tuple((0.0, a) for a in AZIMUTHS_8V),
+    "dense": tuple((0.0, a) for a in sorted(set(AZIMUTHS_4V) | set(AZIMUTHS_8V))),
+    "ortho_elevated": ((0.0, 0.0), (0.0, 90.0), (0.0, 180.0), (0.0, 270.0),
+                       *((30.0, 36.0 + 72.0 * k) for k in range(5))),
+}
+LAYOUT_LABELS = {"4v": "4-view official", "8v": "8-view official", "dense": "dense (both)",
+                 "ortho_elevated": "orthogonal + elevated"}
+# The model variants whose sampling passes make each layout (several: sample each, then SV4D2 Merge Views).
+LAYOUT_PASSES = {"4v": ("4v",), "8v": ("8v",), "dense": ("4v", "8v"), "ortho_elevated": ("8v",)}
+
 DEFAULT_RADIUS = 2.0
 # SV3D/SV4D train on Objaverse orbits rendered with a 33.8° field of view at camera distance 2
 # (SV3D paper, §4 "Data"; SV4D and SV4D 2.0 reuse that render setup).
@@ -93,11 +109,23 @@ class OrbitCameras:
 
     @classmethod
     def preset(cls, name: str, elevation_deg: float = 0.0) -> "OrbitCameras":
-        """Official layouts: "4v" (SV4D 2.0, 4 novel views) or "8v" (SV4D 2.0 8-view model)."""
-        azimuths = {"4v": AZIMUTHS_4V, "8v": AZIMUTHS_8V}.get(name)
-        if azimuths is None:
-            raise ValueError(f"unknown camera preset {name!r}; use '4v' or '8v'")
-        return cls((float(elevation_deg),) * len(azimuths), azimuths)
+        """A layout of `LAYOUTS` with the input view at `elevation_deg`: "4v" / "8v" (the official 4-view / 8-view
+        orbits, every view at that elevation), "dense" (both merged) or "ortho_elevated" (views 30° higher too)."""
+        layout = LAYOUTS.get(name)
+        if layout is None:
+            raise ValueError(f"unknown camera preset {name!r}; use one of {', '.join(map(repr, LAYOUTS))}")
+        highest = max(offset for offset, _ in layout)
+        if highest and elevation_deg + highest >= 90.0:
+            raise ValueError(f"the {name} preset puts views {highest:g}° above the input view: its elevation must "
+                             f"stay below {90.0 - highest:g}°, got {elevation_deg:g}°")
+        return cls(tuple(elevation_deg + offset for offset, _ in layout), tuple(a for _, a in layout))
+
+    @staticmethod
+    def preset_passes(name: str) -> tuple[tuple[str, ...], ...]:
+        """Per camera of preset `name`, input view first, the model variants ("4v", "8v") whose passes sample it: a
+        one-pass layout's model for every camera; for merged layouts, the passes whose own layout holds it."""
+        passes = LAYOUT_PASSES[name]
+        return tuple(tuple(v for v in passes if len(passes) == 1 or view in LAYOUTS[v]) for view in LAYOUTS[name])
 
     # ---- geometry -----------------------------------------------------------------------------------------------
     def view_directions(self) -> torch.Tensor:

@@ -1,6 +1,7 @@
 // SV4D2 Cameras editor: a top view of the orbit with draggable view markers (azimuth) and one elevation
 // control per view. The value is the node's `cameras` JSON {"elevations_deg": [...], "azimuths_deg": [...]}
-// (input view first, V + 1 entries); the official layouts come from the backend (GET /sv4d2/camera_presets).
+// (input view first, V + 1 entries). The preset layouts (official 4-view / 8-view, dense = both merged, orthogonal +
+// elevated), their labels and which model samples each view come from the backend (GET /sv4d2/camera_presets).
 import {
   addEditorWidget, button, clientPosition, element, fitCanvas, forwardWheel, getJSON, injectStyles, jsonBox,
   registerOnce, trackPointer, watchSize,
@@ -17,9 +18,15 @@ const presetsLoaded = getJSON("/sv4d2/camera_presets").then(
   (error) => console.warn("SV4D2: camera presets unavailable", error),
 );
 
-// The preset combo's values name the layouts ("4v" / "8v", or labels such as "4 views (official)").
+// Marker colours: the input view, and the novel views by the model pass that samples them.
+const INPUT_COLOUR = "#ffcc33";
+const PASS_COLOURS = { "4v": "#6fc3ff", "8v": "#c59bff", both: "#7ee08a" };
+
+// The preset combo's values name the layouts ("4v", "dense", …; older labels such as "4 views (official)").
 function layoutKey(presetValue) {
-  const match = /^([48])/.exec(String(presetValue ?? ""));
+  const value = String(presetValue ?? "");
+  if (presets?.[value]) return value;
+  const match = /^([48])/.exec(value);
   return match ? `${match[1]}v` : null;
 }
 
@@ -58,11 +65,8 @@ class CameraEditor {
   build() {
     this.root = element("div", "sv4d2-editor sv4d2-cameras");
     const bar = element("div", "sv4d2-toolbar");
-    bar.append(
-      button("4 views (official)", () => this.pickPreset("4v"), "The official 4-view orbit"),
-      button("8 views (official)", () => this.pickPreset("8v"), "The official 8-view orbit"),
-      button("{ }", () => this.toggleJson(), "Edit the cameras as JSON"),
-    );
+    this.toolbar = bar;
+    bar.append(button("{ }", () => this.toggleJson(), "Edit the cameras as JSON"));
     this.canvas = element("canvas", "sv4d2-canvas");
     this.list = element("div", "sv4d2-view-list");
     const body = element("div", "sv4d2-cameras-body");
@@ -83,6 +87,19 @@ class CameraEditor {
 
   // ---- value, preset combo ---------------------------------------------------------------------------------
 
+  // One button per preset layout the backend serves, before the JSON toggle.
+  addPresetButtons() {
+    if (!presets || this.toolbar.querySelector(".sv4d2-preset")) return;
+    const buttons = Object.entries(presets).map(([key, layout]) => {
+      const models = layout.passes.map((p) => `${p[0]}-view`).join(" + ");
+      const tip = `${layout.azimuths_deg.length - 1} views, ${models} model`;
+      const presetButton = button(layout.label, () => this.pickPreset(key), tip);
+      presetButton.classList.add("sv4d2-preset");
+      return presetButton;
+    });
+    this.toolbar.prepend(...buttons);
+  }
+
   setText(text) {
     this.text = typeof text === "string" ? text : JSON.stringify(text);
     const { cameras, error } = parseCameras(this.text);
@@ -102,8 +119,9 @@ class CameraEditor {
     const key = layoutKey(this.presetWidget()?.value);
     if (key && presets?.[key]) {
       const elevation = Number(this.node.widgets?.find((w) => w.name === "elevation_deg")?.value ?? 0);
-      const layout = presets[key];
-      return { elevations_deg: layout.azimuths_deg.map(() => elevation), azimuths_deg: [...layout.azimuths_deg] };
+      const layout = presets[key];  // served with the input view at elevation 0
+      const elevations = layout.elevations_deg.map((e) => e + elevation);
+      return { elevations_deg: elevations, azimuths_deg: [...layout.azimuths_deg] };
     }
     return this.error ? null : this.cameras;
   }
@@ -197,10 +215,18 @@ class CameraEditor {
   }
 
   // Seen from above (+y towards the viewer): x right, z down, so azimuth a sits at (sin a, cos a) and grows
-  // counter-clockwise, the convention of sv4d_lib/cameras.py.
-  markerPoint(azimuth, g = this.geometry()) {
+  // counter-clockwise, the convention of sv4d_lib/cameras.py; a camera at elevation e is cos e from the centre.
+  markerPoint(azimuth, g = this.geometry(), elevation = 0) {
     const a = (azimuth * Math.PI) / 180;
-    return { x: g.cx + g.radius * Math.sin(a), y: g.cy + g.radius * Math.cos(a) };
+    const r = g.radius * Math.cos((elevation * Math.PI) / 180);
+    return { x: g.cx + r * Math.sin(a), y: g.cy + r * Math.cos(a) };
+  }
+
+  // The marker colour of camera i: by the model pass that samples it when a preset layout is shown.
+  markerColour(i) {
+    if (i === 0) return INPUT_COLOUR;
+    const sampledBy = presets?.[layoutKey(this.presetWidget()?.value)]?.sampled_by?.[i] ?? [];
+    return PASS_COLOURS[sampledBy.length > 1 ? "both" : sampledBy[0]] ?? PASS_COLOURS["4v"];
   }
 
   markerAt(p) {
@@ -210,7 +236,7 @@ class CameraEditor {
     let best = -1;
     let bestDistance = MARKER_RADIUS + 4;
     shown.azimuths_deg.forEach((a, i) => {
-      const m = this.markerPoint(a, g);
+      const m = this.markerPoint(a, g, shown.elevations_deg[i]);
       const distance = Math.hypot(m.x - p.x, m.y - p.y);
       if (distance <= bestDistance) [best, bestDistance] = [i, distance];
     });
@@ -243,7 +269,8 @@ class CameraEditor {
   // Client coordinates of camera i's marker (used by the browser tests).
   markerClientPoint(i) {
     const shown = this.effectiveCameras();
-    return shown && clientPosition(this.canvas, this.markerPoint(shown.azimuths_deg[i]));
+    return shown && clientPosition(this.canvas, this.markerPoint(shown.azimuths_deg[i], undefined,
+                                                                 shown.elevations_deg[i]));
   }
 
   draw() {
@@ -265,8 +292,10 @@ class CameraEditor {
     ctx.textAlign = "center";
     ctx.textBaseline = "middle";
     shown.azimuths_deg.forEach((azimuth, i) => {
-      const m = this.markerPoint(azimuth, g);
-      ctx.strokeStyle = i === 0 ? "#ffcc33" : "#6fc3ff";
+      const elevation = shown.elevations_deg[i];
+      const m = this.markerPoint(azimuth, g, elevation);
+      const colour = this.markerColour(i);
+      ctx.strokeStyle = colour;
       ctx.globalAlpha = 0.5;
       ctx.beginPath();
       ctx.moveTo(g.cx, g.cy);
@@ -275,21 +304,33 @@ class CameraEditor {
       ctx.globalAlpha = 1;
       ctx.beginPath();
       ctx.arc(m.x, m.y, MARKER_RADIUS, 0, 2 * Math.PI);
-      ctx.fillStyle = i === this.drag?.index || i === this.hover ? "#ffffff" : i === 0 ? "#ffcc33" : "#6fc3ff";
+      ctx.fillStyle = i === this.drag?.index || i === this.hover ? "#ffffff" : colour;
       ctx.fill();
       ctx.fillStyle = "#111";
       ctx.fillText(i === 0 ? "in" : `v${i - 1}`, m.x, m.y);
-      const outside = this.markerPoint(azimuth, { ...g, radius: g.radius + MARKER_RADIUS + 8 });
+      // the azimuth outside the ring; a view above or below the input's ring gets its height, inwards
+      const raised = Math.round(elevation - shown.elevations_deg[0]);
+      const labelRadius = raised
+        ? Math.max(g.radius * Math.cos((elevation * Math.PI) / 180) - MARKER_RADIUS - 9, 0)
+        : g.radius + MARKER_RADIUS + 8;
+      const label = this.markerPoint(azimuth, { ...g, radius: labelRadius });
       ctx.fillStyle = "#aaa";
-      ctx.fillText(`${Math.round(azimuth)}°`, outside.x, outside.y);
+      ctx.fillText(raised ? `${raised > 0 ? "+" : ""}${raised}°` : `${Math.round(azimuth)}°`, label.x, label.y);
     });
   }
 
   describe(shown) {
     const combo = this.presetWidget()?.value;
-    if (layoutKey(combo)) {
-      return `preset ${combo}: ${shown ? shown.azimuths_deg.length - 1 : "?"} views · drag a marker to customise`;
+    const layout = presets?.[layoutKey(combo)];
+    if (layout) {
+      const views = `${layout.label}: ${layout.azimuths_deg.length - 1} views`;
+      if (layout.passes.length > 1) {
+        return `${views} = the 4-view model's layout (blue) + the 8-view model's (violet), green in both: ` +
+          "sample each with its own model and camera preset, then SV4D2 Merge Views";
+      }
+      return `${views} for the ${layout.passes[0][0]}-view model · drag a marker to customise`;
     }
+    if (layoutKey(combo)) return `preset ${combo} · drag a marker to customise`;
     if (this.error) return this.error;
     return `${shown.azimuths_deg.length - 1} novel views · drag markers (Shift: 15° steps), elevations on the right`;
   }
@@ -304,7 +345,7 @@ registerOnce({
         injectStyles();
         const editor = new CameraEditor(node, inputData?.[1]?.default ?? "");
         const widget = addEditorWidget(node, inputName, WIDGET, editor.root, editor, inputData, MIN_HEIGHT);
-        presetsLoaded.then(() => { editor.rebuildList(); editor.draw(); });
+        presetsLoaded.then(() => { editor.addPresetButtons(); editor.rebuildList(); editor.draw(); });
         return { widget, minWidth: 440, minHeight: MIN_HEIGHT + 60 };
       },
     };

@@ -296,7 +296,7 @@ def test_camera_editor_drags_azimuths_and_sets_elevations(page, screenshots):
     page.wait_for_function(f"() => {GRID_EDITOR}.reply.view_distance[0] === 0.5")
     screenshot_nodes(page, screenshots / "camera_editor.png", "SV4D2Cameras", "SV4D2CFGGrid")
 
-    page.locator(".sv4d2-cameras .sv4d2-button", has_text="8 views (official)").click()
+    page.locator(".sv4d2-cameras .sv4d2-button", has_text="8-view official").click()
     page.wait_for_function(f"() => {CAMERA_EDITOR}.effectiveCameras().azimuths_deg.length === 9")
     state = camera_state(page)
     assert state["preset"] == "8v"

@@ -146,3 +146,38 @@ def test_screenshot_in_both_renderers(page, screenshots):
     path = Path(screenshots) / f"template_4views_{'nodes2' if page.vue_nodes else 'classic'}.png"
     page.screenshot(path=str(path))
     assert path.stat().st_size > 10_000
+
+
+def test_dense_template_shows_the_camera_plan_presets(page):
+    """The dense 4D template opens clean (also checked above for every template); its camera editors offer the
+    planning presets, and each shows its layout on the orbit with the views of each model pass in its colour."""
+    result = open_template(page, "SV4D 2.0 - dense 4D")
+    assert result["toasts"] == [] and result["dialogs"] == [], result
+    node_id = page.evaluate("""() => app.graph.nodes.find((n) => n.type === 'SV4D2Cameras'
+      && n.widgets.find((w) => w.name === 'preset').value === '8v').id""")
+    widget = "cameras"
+    page.evaluate(SHOW_EDITOR, [node_id, widget])
+    editor = f"app.graph.getNodeById({node_id}).widgets.find((w) => w.name === '{widget}').element.sv4d2Editor"
+    buttons = page.evaluate(f"() => [...{editor}.toolbar.querySelectorAll('.sv4d2-preset')].map((b) => b.innerText)")
+    assert buttons == ["4-view official", "8-view official", "dense (both)", "orthogonal + elevated"]
+
+    def pick(label: str) -> dict:
+        page.evaluate(f"""() => [...{editor}.toolbar.querySelectorAll('.sv4d2-preset')]
+          .find((b) => b.innerText === {json.dumps(label)}).click()""")
+        return page.evaluate(f"""() => {{ const e = {editor};
+          const shown = e.effectiveCameras();
+          return {{preset: app.graph.getNodeById({node_id}).widgets.find((w) => w.name === 'preset').value,
+                   shown, colours: shown.azimuths_deg.map((_, i) => e.markerColour(i)), status: e.status.innerText,
+                   radii: shown.azimuths_deg.map((_, i) => {{ const p = e.markerPoint(shown.azimuths_deg[i],
+                     undefined, shown.elevations_deg[i]); const g = e.geometry();
+                     return Math.hypot(p.x - g.cx, p.y - g.cy) / g.radius; }})}}; }}""")
+
+    dense = pick("dense (both)")
+    assert dense["preset"] == "dense" and len(dense["shown"]["azimuths_deg"]) == 12
+    both, four, eight = dense["colours"][4], dense["colours"][2], dense["colours"][1]  # 120°, 60°, 30°
+    assert len({both, four, eight}) == 3 and "SV4D2 Merge Views" in dense["status"]
+    ortho = pick("orthogonal + elevated")
+    assert ortho["preset"] == "ortho_elevated"
+    assert ortho["shown"]["elevations_deg"] == [0] * 4 + [30] * 5
+    # the top view draws the raised views nearer the centre (cos 30°)
+    assert ortho["radii"][1] == pytest.approx(1.0) and ortho["radii"][5] == pytest.approx(0.866, abs=1e-3)

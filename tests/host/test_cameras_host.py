@@ -66,3 +66,18 @@ def test_schema_exposes_the_camera_editor_widget(comfy_host):
     assert info["display_name"] == "SV4D2 Cameras" and info["category"].startswith("SV4D2/")
     for name, value in {**info["input"]["required"], **info["input"].get("optional", {})}.items():
         assert value[1].get("tooltip"), f"input {name} has no tooltip"
+
+
+def test_the_editor_route_serves_every_preset_layout_with_its_passes(comfy_server):
+    presets = comfy_server.get("/sv4d2/camera_presets")
+    assert list(presets) == ["4v", "8v", "dense", "ortho_elevated"]
+    for name, layout in presets.items():
+        cameras = OrbitCameras.preset(name)  # served with the input view at elevation 0
+        assert (layout["elevations_deg"], layout["azimuths_deg"]) == (list(cameras.elevations_deg),
+                                                                      list(cameras.azimuths_deg))
+        assert len(layout["sampled_by"]) == cameras.num_views_total
+    assert [p["label"] for p in presets.values()] == ["4-view official", "8-view official", "dense (both)",
+                                                      "orthogonal + elevated"]
+    dense = presets["dense"]
+    assert dense["passes"] == ["4v", "8v"] and dense["sampled_by"][dense["azimuths_deg"].index(120.0)] == ["4v", "8v"]
+    assert dense["sampled_by"][dense["azimuths_deg"].index(60.0)] == ["4v"]

@@ -32,9 +32,17 @@ SETTINGS: dict[str, list[str]] = {
         "Export 4D Mesh.mesh_resolution=32",
     ],
     "SV4D 2.0 - fit your own multi-view videos": [
-        "Synthetic Scene.width=32", "Synthetic Scene.height=32", "Synthetic Scene.frames=4", "Fit 4D.iterations=30",
-        "Fit 4D.resolution=32", "Render 4D.width=32", "Render 4D.height=32", "Render 4D.frames=4",
-        "Export 4D Mesh.mesh_resolution=32",
+        *(f"Synthetic Scene (set {n}).{k}" for n in (1, 2) for k in ("width=32", "height=32", "frames=4")),
+        "Fit 4D.iterations=30", "Fit 4D.resolution=32", "Render 4D.width=32", "Render 4D.height=32",
+        "Render 4D.frames=4", "Export 4D Mesh.mesh_resolution=32",
+    ],
+    "SV4D 2.0 - dense 4D": [
+        f"Load Model (4 views).ckpt_name={TINY_4V}", f"Load Model (8 views).ckpt_name={TINY_8V}",
+        f"Prepare Video.size={SMALL}",
+        *(f"{node} ({label}).steps=2" for node in ("Extend Video", "Refine") for label in ("4 views", "8 views")),
+        *(f"Render 4D ({label}).{side}={SMALL}" for label in ("4 views", "8 views") for side in ("width", "height")),
+        "Fit 4D (stage 1).iterations=15", "Fit 4D (stage 1).resolution=32", "Fit 4D (stage 2).iterations=10",
+        "Fit 4D (stage 2).resolution=32", "Export 4D Mesh.mesh_resolution=32", "Export 4D Mesh.turntable=false",
     ],
     "SV4D 2.0 - 4D fit of a real scene": ["Fit 4D.iterations=30", "Fit 4D.resolution=32",
                                           "Export 4D Mesh.mesh_resolution=32", f"Render 4D.width={SMALL}",
@@ -52,12 +60,14 @@ EXPECTED: dict[str, dict[str, int]] = {
     "SV4D 2.0 - full pipeline": {"sv4d2/pipeline_views_*_v*.mp4": 5, "sv4d2/pipeline_refined_*_v*.mp4": 5,
                             "sv4d2/asset_*.glb": 1},
     "SV4D 2.0 - fit your own multi-view videos": {"sv4d2/own_videos_*.glb": 1},
+    "SV4D 2.0 - dense 4D": {"sv4d2/dense_views_*_v*.mp4": 12, "sv4d2/dense_asset_*.glb": 1},
     "SV4D 2.0 - 4D fit of a real scene": {"sv4d2/real_scene_*.glb": 1, "sv4d2/real_scene_preview_*.mp4": 1},
     "SV4D 2.0 - core samplers": {"sv4d2/core_custom_*.png": 48, "sv4d2/core_ksampler_*.png": 48,
                             "sv4d2/core_refined_*.png": 48},
 }
 FRAMES = {"SV4D 2.0 - 4 views": 12, "SV4D 2.0 - 8 views": 5, "SV4D 2.0 - long video": 21,
-          "SV4D 2.0 - full pipeline": 21, "SV4D 2.0 - 4D fit of a real scene": 5 * 4}  # 5 views × 4 frames
+          "SV4D 2.0 - full pipeline": 21, "SV4D 2.0 - dense 4D": 21,
+          "SV4D 2.0 - 4D fit of a real scene": 5 * 4}  # 5 views × 4 frames
 
 
 @pytest.fixture(scope="module")

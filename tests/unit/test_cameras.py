@@ -63,3 +63,20 @@ def test_counts_and_subsets():
 def test_invalid_cameras_are_refused(elevations, azimuths, message):
     with pytest.raises(ValueError, match=message):
         OrbitCameras(elevations, azimuths)
+
+
+def test_planning_presets_put_the_input_view_at_the_given_elevation():
+    dense = OrbitCameras.preset("dense", 10.0)
+    assert dense.azimuths_deg == (0, 30, 60, 75, 120, 165, 180, 210, 240, 255, 300, 330)
+    assert dense.elevations_deg == (10.0,) * 12
+    passes = OrbitCameras.preset_passes("dense")
+    assert passes[0] == passes[4] == ("4v", "8v") and passes[2] == ("4v",) and passes[1] == ("8v",)  # 0°, 120°
+    ortho = OrbitCameras.preset("ortho_elevated", 5.0)
+    assert ortho.num_novel_views == 8  # sampled by the 8-view model
+    assert ortho.azimuths_deg[:4] == (0.0, 90.0, 180.0, 270.0) and ortho.elevations_deg[:4] == (5.0,) * 4
+    assert ortho.azimuths_deg[4:] == (36.0, 108.0, 180.0, 252.0, 324.0) and ortho.elevations_deg[4:] == (35.0,) * 5
+    assert set(OrbitCameras.preset_passes("ortho_elevated")) == {("8v",)}
+    with pytest.raises(ValueError, match="30° above the input view: its elevation must stay below 60°"):
+        OrbitCameras.preset("ortho_elevated", 60.0)
+    with pytest.raises(ValueError, match="unknown camera preset '5v'"):
+        OrbitCameras.preset("5v")
