@@ -136,8 +136,9 @@ def full_pipeline(g: EditorGraph) -> None:
     stage2 = g.add("SV4D2Fit4D", title="Fit 4D (stage 2)", images=refined.out("multiview"), cameras=cameras,
                    stage=2, preset="draft", resolution=128, seed=0, init_field=stage1.out(0))
     video = next(n for n in g.nodes if n.type == "LoadVideo")  # the animation plays at the source's frame rate
+    # the texture is projected from the generated views (crisper than the refined renders of the field)
     mesh = g.add("SV4D2Export4DMesh", title="Export 4D Mesh", field=stage2.out(0), filename_prefix="sv4d2/asset",
-                 video=video.out(0))
+                 video=video.out(0), images=views.out("multiview"), cameras=cameras)
     g.add("Preview3D", title="Preview 3D", model_file=mesh.out("model_file"))
 
 
@@ -168,7 +169,7 @@ def fit_own_videos(g: EditorGraph) -> None:
                     reference=merged.out("multiview"))
     g.add("PreviewAny", title="Show Metrics", source=metrics.out("report"))
     mesh = g.add("SV4D2Export4DMesh", title="Export 4D Mesh", field=field.out(0), filename_prefix="sv4d2/own_videos",
-                 fps=12.0)
+                 fps=12.0, images=merged.out("multiview"), cameras=cameras)
     g.add("Preview3D", title="Preview 3D", model_file=mesh.out("model_file"))
 
 
@@ -220,7 +221,7 @@ def dense_4d(g: EditorGraph) -> None:
                    init_field=stage1.out(0))
     video = next(n for n in g.nodes if n.type == "LoadVideo")  # the animation plays at the source's frame rate
     mesh = g.add("SV4D2Export4DMesh", title="Export 4D Mesh", field=stage2.out(0), filename_prefix="sv4d2/dense_asset",
-                 video=video.out(0))
+                 video=video.out(0), images=merged.out("multiview"), cameras=merged.out("cameras"))
     g.add("Preview3D", title="Preview 3D", model_file=mesh.out("model_file"))
 
 
@@ -273,7 +274,7 @@ def real_scene(g: EditorGraph) -> None:
     cameras = g.add("SV4D2Cameras", title="Cameras", preset="4v", elevation_deg=5.0).out(0)
     field = g.add("SV4D2Fit4D", title="Fit 4D", images=views.out("IMAGE"), cameras=cameras, masks=masks.out(0)).out(0)
     mesh = g.add("SV4D2Export4DMesh", title="Export 4D Mesh", field=field, filename_prefix="sv4d2/real_scene",
-                 fps=15.0)  # the walk cycle's own rate
+                 fps=15.0, images=views.out("IMAGE"), cameras=cameras, masks=masks.out(0))  # the walk's own rate
     g.add("Preview3D", title="Preview 3D", model_file=mesh.out("model_file"))
     renders = g.add("SV4D2Render4D", title="Render 4D", field=field, cameras=cameras, width=128, height=128)
     video = g.add("CreateVideo", title="Preview Video", images=renders.out("images"), fps=15.0)
