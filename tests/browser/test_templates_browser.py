@@ -14,6 +14,7 @@ from headless.browser import PACK_LOADED, open_comfy
 from headless.server import REPO
 
 from .conftest import start_browser_server
+from .heat_map import assert_heat_map_drawn
 
 TEMPLATES = sorted(p.stem for p in (REPO / "example_workflows").glob("*.json"))
 NEW_USER = {"Comfy.TutorialCompleted": True}  # otherwise the defaults a fresh install has
@@ -36,7 +37,7 @@ OPEN_TEMPLATE = """async (name) => {
     dialogs: [...document.querySelectorAll('.p-dialog')].filter((e) => e.offsetParent !== null)
       .map((e) => e.innerText.trim().slice(0, 300)),
     editors: app.graph.nodes.flatMap((n) => (n.widgets ?? []).filter((w) => w.element?.sv4d2Editor)
-      .map((w) => [n.id, w.name])),
+      .map((w) => [n.id, w.name, w.type])),
   };
 }""".replace("${PACK_FOLDER}", PACK_FOLDER)
 
@@ -96,10 +97,14 @@ def test_template_opens_clean_with_sized_editors(page, name):
     assert result["unknown"] == [] and result["loaded"] == result["saved"], result
     if page.vue_nodes:  # the Vue renderer really drew the nodes (DOM nodes, not canvas drawings)
         assert page.evaluate("() => document.querySelectorAll('[data-node-id]').length") >= result["loaded"] - 1
-    for node_id, widget in result["editors"]:
+    for node_id, widget, kind in result["editors"]:
         size = page.evaluate(SHOW_EDITOR, [node_id, widget])
         assert size["visible"] and size["width"] > 200 and size["height"] > 200, (name, widget, size)
         assert size["canvasWidth"] > 100 and size["canvasHeight"] > 60, (name, widget, size)
+        if kind == "SV4D2_CFG_GRID":  # the heat map is drawn, cell by cell, in the served scales' colours
+            editor = editor_expression(node_id, widget)
+            page.wait_for_function(f"() => {{ const e = {editor}; return e.servedText === e.text && !e.inFlight; }}")
+            assert_heat_map_drawn(page, editor)
     assert page.page_errors[errors_before:] == []
 
 
@@ -108,6 +113,10 @@ def drag(page, start: dict, dx: float, dy: float) -> None:
     page.mouse.down()
     page.mouse.move(start["x"] + dx, start["y"] + dy, steps=8)
     page.mouse.up()
+
+
+def editor_expression(node_id: int, widget: str) -> str:
+    return f"app.graph.getNodeById({node_id}).widgets.find((w) => w.name === '{widget}').element.sv4d2Editor"
 
 
 def editor_of(page, node_type: str) -> list:
@@ -119,7 +128,7 @@ def test_camera_editor_answers_a_drag(page):
     open_template(page, "SV4D 2.0 - 4 views")
     node_id, widget = editor_of(page, "SV4D2Cameras")
     page.evaluate(SHOW_EDITOR, [node_id, widget])
-    editor = f"app.graph.getNodeById({node_id}).widgets.find((w) => w.name === '{widget}').element.sv4d2Editor"
+    editor = editor_expression(node_id, widget)
     drag(page, page.evaluate(f"() => {editor}.markerClientPoint(1)"), 60, -30)
     state = page.evaluate(f"""() => ({{text: {editor}.text, preset: app.graph.getNodeById({node_id}).widgets
       .find((w) => w.name === 'preset').value}})""")
@@ -131,7 +140,7 @@ def test_grid_editor_answers_a_drag(page):
     open_template(page, "SV4D 2.0 - 4 views")
     node_id, widget = editor_of(page, "SV4D2SampleNVVS")
     page.evaluate(SHOW_EDITOR, [node_id, widget])
-    editor = f"app.graph.getNodeById({node_id}).widgets.find((w) => w.name === '{widget}').element.sv4d2Editor"
+    editor = editor_expression(node_id, widget)
     page.wait_for_function(f"() => {editor}.reply")  # the heat map was served
     drag(page, page.evaluate(f"() => {editor}.cellClientPoint(3, 1)"), 0, -50)
     text = page.evaluate(f"() => {editor}.text")
