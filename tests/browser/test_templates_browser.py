@@ -5,6 +5,7 @@ size and answers a mouse drag. Each test loads its own template, so the tests do
 from __future__ import annotations
 
 import json
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -84,9 +85,13 @@ def open_template(page, name: str) -> dict:
     return result
 
 
-def test_core_lists_every_template(new_user_server):
+def test_core_lists_every_template_with_its_thumbnail(new_user_server):
     assert sorted(new_user_server.get("/workflow_templates")[PACK_FOLDER]) == TEMPLATES
     assert len(TEMPLATES) >= 7 and all(name.startswith("SV4D 2.0 - ") for name in TEMPLATES)
+    for name in TEMPLATES:  # the template browser shows api/workflow_templates/<pack>/<name>.jpg for a pack's template
+        url = f"{new_user_server.url}/api/workflow_templates/{PACK_FOLDER}/{urllib.parse.quote(name)}.jpg"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.headers["Content-Type"] == "image/jpeg" and len(response.read()) > 5000, name
 
 
 @pytest.mark.parametrize("name", TEMPLATES)
@@ -155,3 +160,29 @@ def test_screenshot_in_both_renderers(page, screenshots):
     path = Path(screenshots) / f"template_4views_{'nodes2' if page.vue_nodes else 'classic'}.png"
     page.screenshot(path=str(path))
     assert path.stat().st_size > 10_000
+
+
+# Words a user types for what a node does; web/node_library.js gives them to the frontend as search aliases.
+ALIAS_SEARCHES = {"novel view synthesis": "SV4D2 Sample NVVS", "dynamic nerf": "SV4D2 Fit 4D",
+                  "animated mesh": "SV4D2 Export 4D Mesh", "guidance scale": "SV4D2 CFG Grid"}
+
+
+def frontend_version(page) -> tuple[int, ...]:
+    return tuple(int(x) for x in page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__").split(".")[:3])
+
+
+@pytest.mark.parametrize("query", ALIAS_SEARCHES)
+def test_search_finds_nodes_by_what_they_do(page, query):
+    """Every SV4D2 node definition carries its search aliases; frontends that search them (1.4x on; 1.32.9 matches
+    names only) list the node for a query that names none of its words, as a user types it on the canvas."""
+    aliases = page.evaluate("() => LiteGraph.registered_node_types.SV4D2SampleNVVS.nodeData.search_aliases")
+    assert "novel view synthesis" in aliases and "sv4d" in aliases, aliases
+    if frontend_version(page) < (1, 40, 0):
+        return
+    page.evaluate("() => { app.graph.clear(); app.extensionManager.command.execute('Workspace.SearchBox.Toggle'); }")
+    search = page.get_by_role("combobox", name="Add a node...")
+    search.fill(query)
+    listbox = search.get_attribute("aria-controls")
+    page.wait_for_function(f"() => document.getElementById('{listbox}')?.innerText.includes({json.dumps(ALIAS_SEARCHES[query])})",
+                           timeout=10_000)
+    page.keyboard.press("Escape")
