@@ -70,13 +70,24 @@ def render(object_info: dict) -> str:
 
 
 def help_pages(object_info: dict) -> dict[str, str]:
-    """File name → help page (Markdown) of every SV4D2 node, as the frontend's help panel shows it."""
+    """File name → help page (Markdown) of every SV4D2 node, as the frontend's help panel shows it: lists rather
+    than tables, which a narrow side panel cannot show whole."""
     pages = {}
     for node_id, info in pack_nodes(object_info).items():
         lines = [f"# {info['display_name']}", "", info.get("description", ""), "",
                  f"Category: {info['category']} · node id `{node_id}` · part of SV4D 2.0 for ComfyUI (the templates "
-                 "*SV4D 2.0 - ...* in the template browser show it at work).", "", "## Inputs and outputs", ""]
-        pages[f"{node_id}.md"] = "\n".join(lines + node_tables(info)).rstrip() + "\n"
+                 "*SV4D 2.0 - ...* in the template browser show it at work).", "", "## Inputs", ""]
+        for section in ("required", "optional"):
+            for name, spec in (info["input"].get(section) or {}).items():
+                options = spec[1] if len(spec) > 1 else {}
+                default = _default(spec)
+                facts = ", ".join(filter(None, [_kind(spec), "optional" if section == "optional" else "",
+                                                f"default {default}" if default.startswith("`") else ""]))
+                lines.append(f"- **{name}** ({facts}): {options.get('tooltip', '')}".rstrip())
+        lines += ["", "## Outputs", ""]
+        outputs = zip(info.get("output_name") or [], info.get("output") or [], info.get("output_tooltips") or [""] * 99)
+        lines += [f"- **{name}** (`{kind}`): {tip or ''}".rstrip() for name, kind, tip in outputs]
+        pages[f"{node_id}.md"] = "\n".join(lines).rstrip() + "\n"
     return pages
 
 

@@ -172,7 +172,7 @@ def frontend_version(page) -> tuple[int, ...]:
 
 
 @pytest.mark.parametrize("query", ALIAS_SEARCHES)
-def test_search_finds_nodes_by_what_they_do(page, query):
+def test_search_finds_nodes_by_what_they_do(page, query, screenshots):
     """Every SV4D2 node definition carries its search aliases; frontends that search them (1.4x on; 1.32.9 matches
     names only) list the node for a query that names none of its words, as a user types it on the canvas."""
     aliases = page.evaluate("() => LiteGraph.registered_node_types.SV4D2SampleNVVS.nodeData.search_aliases")
@@ -185,4 +185,20 @@ def test_search_finds_nodes_by_what_they_do(page, query):
     listbox = search.get_attribute("aria-controls")
     page.wait_for_function(f"() => document.getElementById('{listbox}')?.innerText.includes({json.dumps(ALIAS_SEARCHES[query])})",
                            timeout=10_000)
+    if query == "novel view synthesis" and not page.vue_nodes:
+        page.screenshot(path=str(Path(screenshots) / "search_alias.png"))
     page.keyboard.press("Escape")
+
+
+def test_node_info_shows_the_help_page(page, screenshots):
+    """Frontends with a node info panel (1.4x on) show the pack's help page (web/docs/<node id>.md) for a selected
+    SV4D2 node."""
+    if frontend_version(page) < (1, 40, 0):
+        return
+    page.evaluate("""() => { app.graph.clear(); const node = LiteGraph.createNode('SV4D2CFGGrid'); node.pos = [100, 150];
+      app.graph.add(node); app.canvas.ds.offset = [0, 0]; app.canvas.ds.scale = 1; app.canvas.selectNode(node);
+      app.canvas.setDirty(true, true); }""")
+    page.get_by_role("button", name="Node Info").click()
+    page.get_by_text("part of SV4D 2.0 for ComfyUI").first.wait_for(timeout=15_000)
+    page.screenshot(path=str(Path(screenshots) / f"help_panel_{'nodes2' if page.vue_nodes else 'classic'}.png"))
+    page.evaluate("() => app.canvas.deselectAll?.()")
