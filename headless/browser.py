@@ -15,7 +15,7 @@ SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Workflow.ShowMissingNodesWar
 # web/sv4d2_common.js `registerOnce`). `app.extensions` is deprecated in newer frontends, so it is not read.
 APP_LOADED = "() => window.app?.graph && window.LiteGraph?.registered_node_types?.KSampler"
 PACK_LOADED = ("() => window.app?.graph && window.LiteGraph?.registered_node_types?.SV4D2CFGGrid"
-               " && ['SV4D2.CFGGridEditor', 'SV4D2.CameraEditor']"
+               " && ['SV4D2.CFGGridEditor', 'SV4D2.CameraEditor', 'SV4D2.NodeLibrary']"
                ".every((name) => globalThis[Symbol.for('sv4d2.extensions')]?.has(name))")
 
 

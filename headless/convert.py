@@ -96,24 +96,63 @@ def extra_widget_values(name: str, spec: list) -> list[str]:
     return extra
 
 
+def widget_default(spec: list) -> Any:
+    """The value the editor gives a widget that has none saved: the declared default, else a combo's first option,
+    else the type's zero value (None for a custom widget type)."""
+    options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    if "default" in options:
+        return options["default"]
+    choices = spec[0] if isinstance(spec[0], list) else options.get("options")
+    if choices:
+        return choices[0]
+    return {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False}.get(spec[0])
+
+
+def _fits(value: Any, spec: list) -> bool:
+    """Whether a saved widget value has the type its input declares (custom widget types take anything)."""
+    kind = spec[0]
+    if isinstance(kind, list) or kind == "COMBO":  # options may be numbers; a missing file name is still a name
+        return isinstance(value, (str, int, float)) and not isinstance(value, bool)
+    kind = kind.split(",")[0]
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return {
+        "INT": number and float(value).is_integer(), "FLOAT": number, "STRING": isinstance(value, str),
+        "BOOLEAN": isinstance(value, bool),
+    }.get(kind, True)
+
+
 def _widget_inputs(node: dict, info: dict) -> dict[str, Any]:
+    """Widget inputs from `widgets_values`, as the editor reads them when it loads the node.
+
+    Positional values follow the declared widget order. Values past the last declared widget belong to widgets the
+    editor adds itself (PreviewAny's text preview and its Markdown toggle, saved by 1.3x frontends) and are not
+    inputs: ignored, as the editor ignores them when it queues. A widget with no saved value (an input the node
+    gained after the workflow was saved, or a null) gets its default, as the editor fills it. A value of the wrong
+    type means the values do not line up with this version's inputs: an error naming the input.
+    """
     values = node.get("widgets_values")
     specs = [(n, s) for n, s in _input_specs(info) if _is_widget(s)]
-    if values is None:
-        return {}
     if isinstance(values, dict):  # some packs save widgets by name
-        return {n: values[n] for n, _ in specs if n in values}
-    result, position = {}, 0
+        saved = {n: values.get(n) for n, _ in specs}
+    else:
+        saved, position = {}, 0
+        for name, spec in specs:
+            saved[name] = values[position] if values and position < len(values) else None
+            position += 1 + len(extra_widget_values(name, spec))
+    result = {}
     for name, spec in specs:
-        if position >= len(values):
-            break
-        result[name] = values[position]
-        position += 1 + len(extra_widget_values(name, spec))
-    if position < len(values) and len(values) - position > 1:
-        raise WorkflowError(
-            f"{_describe(node)} has {len(values)} widget values but its inputs use {position}; the workflow was "
-            "saved with another version of this node: open and re-save it in the editor"
-        )
+        value = saved[name]
+        if value is None:
+            value = widget_default(spec)
+            if value is None:
+                continue
+        elif not _fits(value, spec):
+            kind = "COMBO" if isinstance(spec[0], list) else spec[0]
+            raise WorkflowError(
+                f"{_describe(node)}: widget value {value!r} for input {name!r} is not a {kind}; the workflow was "
+                "saved with another version of this node: open and re-save it in the editor"
+            )
+        result[name] = value
     return result
 
 

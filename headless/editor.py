@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .convert import MODE_BYPASSED, MODE_MUTED, _input_specs, _is_widget, extra_widget_values
+from .convert import MODE_BYPASSED, MODE_MUTED, _input_specs, _is_widget, extra_widget_values, widget_default
 
 NODE_MODES = (0, MODE_MUTED, MODE_BYPASSED)  # the editor's "always", "never" (muted) and "bypass"
 
@@ -120,7 +120,7 @@ class EditorGraph:
                 inputs.append({"name": name, "type": kind, "link": None})
             if widget:
                 own = name in node.inputs and not isinstance(value, Output)
-                widgets.append(value if own else self._default(spec))
+                widgets.append(value if own else widget_default(spec))
                 widgets.extend(extra_widget_values(name, spec))
         outputs = [{"name": name, "type": kind, "links": []}
                    for name, kind in zip(node.info.get("output_name") or [], node.info.get("output") or [])]
@@ -131,12 +131,3 @@ class EditorGraph:
             result["title"] = node.title
         return result
 
-    @staticmethod
-    def _default(spec: list) -> Any:
-        options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
-        if "default" in options:
-            return options["default"]
-        choices = spec[0] if isinstance(spec[0], list) else options.get("options")
-        if choices:
-            return choices[0]
-        return {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False}.get(spec[0])

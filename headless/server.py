@@ -47,7 +47,10 @@ class ComfyServer:
     def __init__(self, comfy_dir: Path, output_dir: Path, *, extra_model_paths: Path | None = None,
                  input_dir: Path | None = None, cpu: bool | None = None, python: str = sys.executable,
                  extra_args: tuple[str, ...] = (), startup_timeout: float = 300.0):
-        self.comfy_dir, self.output_dir = Path(comfy_dir), Path(output_dir)
+        # absolute now: the server runs in the ComfyUI folder, the caller's relative paths mean its own folder
+        self.comfy_dir, self.output_dir = Path(comfy_dir).resolve(), Path(output_dir).resolve()
+        extra_model_paths = extra_model_paths and Path(extra_model_paths).resolve()
+        input_dir = input_dir and Path(input_dir).resolve()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(tempfile.mkstemp(prefix="comfyui-", suffix=".log")[1])

@@ -30,6 +30,8 @@ import torch
 from sv4d_lib import checkpoint
 from sv4d_lib.model import SV4D2UNet
 
+from .common import check_sampled
+
 ENCODE_NODE = "SV4D2 Encode Video"
 PRECISIONS = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PER_LATENT_KEYS = ("concat_latent_image", "sv4d2_vector", "sv4d2_cond_view")
@@ -170,5 +172,13 @@ def build_model_patcher(info: checkpoint.CheckpointInfo, precision: str = "auto"
     if unfilled:  # ComfyUI only logs keys its loader skipped; a model with unset weights must not run
         raise RuntimeError(f"{info.path.name}: ComfyUI's loader left {len(unfilled)} UNet tensors unset (e.g. "
                            f"{unfilled[:3]}); please report this with your ComfyUI version")
+    # Every sampler, core ones included, refuses a step whose guided prediction is not finite (a NaN model output,
+    # or cfg = NaN in KSampler/CFGGuider) with the pack's own error, instead of finishing on black frames.
+    patcher.set_model_sampler_post_cfg_function(refuse_non_finite)
     patcher.cached_patcher_init = (load_model_patcher, (str(info.path), info.variant.name, precision))
     return patcher
+
+
+def refuse_non_finite(args: dict) -> torch.Tensor:
+    """Post-CFG step of every sampler: the guided x0 prediction `(N, 4, h, w)`, refused if not finite."""
+    return check_sampled(args["denoised"])

@@ -47,6 +47,10 @@ def preview_reply(body: Any) -> dict[str, Any]:
     num_frames, num_views = spec["shape"] or (body.get("num_frames"), body.get("num_views"))
     check_grid_size(num_frames, num_views)
     azimuths = body.get("azimuths_deg")
+    if azimuths is not None and not (isinstance(azimuths, list) and all(
+            isinstance(a, (int, float)) and not isinstance(a, bool) for a in azimuths)):
+        raise ValueError(f"azimuths_deg must be a flat list of numbers in degrees, the input view first "
+                         f"({num_views} + 1 of them), or null; got {json.dumps(azimuths)[:80]}")
     # the editor sends the azimuths only; elevations do not shape a grid (OrbitCameras refuses NaN/inf angles)
     cameras = None if azimuths is None else OrbitCameras((0.0,) * len(azimuths), azimuths)
     scales = guidance.grid_from_spec(spec, num_frames, num_views, cameras)
@@ -69,6 +73,20 @@ def preview_json(raw: bytes) -> str:
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"the request body is not valid JSON ({error})") from None
     return json.dumps(preview_reply(body), allow_nan=False)
+
+
+async def read_bounded(request, limit: int) -> bytes | None:
+    """The whole request body, or None once it exceeds `limit` bytes (declared or sent). A stream read returns
+    what has arrived so far, so it is read until its end: one read of a large body is a partial body."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = bytearray()
+    while len(body) <= limit:
+        chunk = await request.content.read(limit + 1 - len(body))
+        if not chunk:
+            return bytes(body)
+        body += chunk
+    return None
 
 
 def grid_cfg_function(scales: torch.Tensor):
@@ -185,9 +203,11 @@ def register_routes() -> None:
 
     @instance.routes.post(PREVIEW_ROUTE)
     async def preview(request: web.Request) -> web.Response:
-        raw = await request.content.read(MAX_REQUEST_BYTES + 1)
-        if len(raw) > MAX_REQUEST_BYTES:
-            return web.json_response({"error": f"the request is larger than {MAX_REQUEST_BYTES} bytes"}, status=400)
+        raw = await read_bounded(request, MAX_REQUEST_BYTES)
+        if raw is None:
+            message = (f"the request body is larger than the {MAX_REQUEST_BYTES} bytes this route accepts; a grid "
+                       f"spec is at most {MAX_SPEC_CHARS} characters")
+            return web.json_response({"error": message}, status=413)
         try:  # computed in a worker thread: the server's event loop (HTTP, websocket) never waits on it
             reply = await asyncio.get_running_loop().run_in_executor(None, preview_json, raw)
         except (ValueError, TypeError, AttributeError, RecursionError, MemoryError, RuntimeError) as error:

@@ -75,6 +75,9 @@ class SV4D2Fit4D(io.ComfyNode):
     @classmethod
     def execute(cls, images, cameras, stage: int, preset: str, iterations: int, resolution: int, seed: int,
                 masks=None, init_field=None) -> io.NodeOutput:
+        if stage == 2 and init_field is None:
+            raise ValueError("stage 2 refits a fitted field: connect the field of a stage-1 SV4D2 Fit 4D to "
+                             "`init_field` (or set stage to 1)")
         check_finite(images, "images")
         if masks is not None:
             check_finite(masks, "masks")

@@ -158,8 +158,11 @@ class GridEditor {
 
   // ---- backend --------------------------------------------------------------------------------------------
 
-  // The input view first, V + 1 entries, from a directly connected SV4D2 Cameras node's editor.
+  // The input view first, V + 1 entries, from a directly connected SV4D2 Cameras node's editor; null while
+  // nothing is connected, and while the node is not in a graph yet (the widget is built before the node is
+  // added, and newer frontends throw from getInputNode on a node without a graph).
   cameraAzimuths() {
+    if (!this.node.graph) return null;
     const slot = this.node.inputs?.findIndex((input) => input.name === "cameras") ?? -1;
     const source = slot >= 0 ? this.node.getInputNode?.(slot) : null;
     const widget = source?.widgets?.find((w) => w.name === "cameras");
@@ -172,11 +175,11 @@ class GridEditor {
       this.pending = true;
       return;
     }
-    this.inFlight = true;
-    const azimuths = this.cameraAzimuths();
-    this.azimuths = azimuths?.length === this.shape[1] + 1 ? azimuths : null;
+    this.inFlight = true; // released in `finally`, whatever throws, so the editor never stays stuck
     const text = this.text;
     try {
+      const azimuths = this.cameraAzimuths();
+      this.azimuths = azimuths?.length === this.shape[1] + 1 ? azimuths : null;
       const reply = await postJSON(ROUTE, {
         grid: text, num_frames: this.shape[0], num_views: this.shape[1], azimuths_deg: this.azimuths,
       });
@@ -186,7 +189,8 @@ class GridEditor {
         this.servedText = text; // what the heat map (or the error) now shows
       }
     } catch (error) {
-      this.error = `cannot reach the ComfyUI server (${error})`;
+      this.error = `the grid could not be computed (${error}); edit the grid or reload the page to retry`;
+      this.servedText = text;
     } finally {
       this.inFlight = false;
     }

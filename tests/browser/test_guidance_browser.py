@@ -17,6 +17,8 @@ from sv4d_lib.guidance import DEFAULT_GRID_SPEC, PRESETS, cfg_grid, grid_from_sp
 
 from headless.browser import APP_LOADED, PACK_LOADED, open_comfy
 
+from .heat_map import assert_heat_map_drawn
+
 GRID_EDITOR = "app.graph.nodes.find(n => n.type === 'SV4D2CFGGrid').widgets.find(w => w.name === 'grid').element.sv4d2Editor"
 CAMERA_EDITOR = ("app.graph.nodes.find(n => n.type === 'SV4D2Cameras').widgets.find(w => w.name === 'cameras')"
                  ".element.sv4d2Editor")
@@ -137,6 +139,7 @@ def test_default_is_the_official_4v_grid(page, golden_dir, screenshots):
     assert json.loads(state["text"])["preset"] == "official_4v"
     assert torch.equal(grid_tensor(state["reply"]), torch.tensor(golden["4v"]["scale_tv"]))
     assert state["status"].startswith("12 frames × 4 views · scales 1.00–2.00")
+    assert assert_heat_map_drawn(page, GRID_EDITOR).tolist() == golden["4v"]["scale_tv"]
     screenshot_nodes(page, screenshots / "cfg_grid_official_4v.png", "SV4D2Cameras", "SV4D2CFGGrid")
 
 
@@ -147,6 +150,7 @@ def test_8v_preset_reproduces_the_official_grid(page, golden_dir, screenshots):
     wait_served(page)
     assert queued_grid(page) == {"preset": "official_8v", "params": {"min": 1.5, "max": 2.5}, "shape": [5, 8]}
     assert torch.equal(grid_tensor(editor(page)["reply"]), torch.tensor(golden["8v"]["scale_tv"]))
+    assert assert_heat_map_drawn(page, GRID_EDITOR).shape == (5, 8)
     screenshot_nodes(page, screenshots / "cfg_grid_official_8v.png", "SV4D2CFGGrid")
 
 
@@ -217,6 +221,7 @@ def test_click_drag_overrides_a_cell_and_double_click_clears_it(page, screenshot
     drag(page, page.evaluate(f"() => {GRID_EDITOR}.cellClientPoint(9, 2)"), 0, 60)
     wait_served(page)
     assert set(queued_grid(page)["overrides"]) == {"3,1", "9,2"}
+    assert assert_heat_map_drawn(page, GRID_EDITOR)[3][1] == pytest.approx(overrides["3,1"], abs=1e-6)
     screenshot_nodes(page, screenshots / "cfg_grid_ramp_overrides.png", "SV4D2CFGGrid")
 
     point = page.evaluate(f"() => {GRID_EDITOR}.cellClientPoint(9, 2)")
@@ -302,6 +307,42 @@ def test_camera_editor_drags_azimuths_and_sets_elevations(page, screenshots):
     assert state["preset"] == "8v"
     assert state["shown"]["azimuths_deg"] == [0, 30, 75, 120, 165, 210, 255, 300, 330]
     assert json.loads(state["text"]) == state["shown"]
+
+
+def test_grid_editor_added_by_hand_draws_its_heat_map(page):
+    """As a user adds a node from the library: the widget is built before the node joins the graph (newer
+    frontends throw from getInputNode then); the heat map is drawn all the same, with no page error."""
+    errors_before = len(page.page_errors)
+    page.evaluate("""() => {
+      app.graph.clear();
+      const grid = LiteGraph.createNode("SV4D2CFGGrid");
+      grid.pos = [100, 100];
+      app.graph.add(grid);
+      grid.setSize([560, 520]);
+      app.canvas.ds.offset = [0, 0];
+      app.canvas.ds.scale = 1;
+      app.canvas.setDirty(true, true);
+    }""")
+    wait_served(page)
+    assert assert_heat_map_drawn(page, GRID_EDITOR).shape == (12, 4)
+    assert page.page_errors[errors_before:] == []
+
+
+def test_grid_editor_recovers_from_a_failed_refresh(page):
+    """Whatever throws while the grid is fetched, the editor says so and the next edit draws again."""
+    state = page.evaluate(f"""async () => {{
+      const e = {GRID_EDITOR};
+      const original = e.node.getInputNode;
+      e.node.getInputNode = () => {{ throw new Error("lookup failed"); }};
+      await e.refresh();
+      const failed = {{error: e.error, inFlight: e.inFlight}};
+      e.node.getInputNode = original;
+      e.setText('{{"preset": "official_8v"}}');
+      return failed;
+    }}""")
+    assert "lookup failed" in state["error"] and state["inFlight"] is False, state
+    wait_served(page)
+    assert assert_heat_map_drawn(page, GRID_EDITOR).shape == (5, 8)
 
 
 def test_no_errors_from_the_pack_scripts(page):

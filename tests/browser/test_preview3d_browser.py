@@ -40,16 +40,35 @@ RUN_PREVIEW = """async (name) => {
   return node.id;
 }""".replace("VIEWER_CANVAS", VIEWER_CANVAS)
 
-# The Preview 3D widget of the node: its WebGL canvas and, once a model with animations is loaded, the animation
-# bar (play/pause button, speed and clip selects) that the frontend shows above the view.
+# The Preview 3D widget's animation controls, found by what they do rather than by one frontend's markup: the
+# nearest ancestor of the viewer canvas holding a play/pause control. Newer frontends (1.4x-1.5x) label their
+# buttons ("Play"/"Pause", "Animation clip"); 1.32.9 shows PrimeVue icons and selects (speed, then clip). The play
+# and clip controls are tagged so that playwright can click them; the clip list is the popup the clip control
+# names in aria-controls.
 VIEWER_STATE = """() => {
   const viewerCanvas = VIEWER_CANVAS;
   const canvas = viewerCanvas();
-  const play = document.querySelector('i.pi-play, i.pi-pause');
-  const bar = play?.closest('div.pointer-events-auto');
-  const labels = bar ? [...bar.querySelectorAll('.p-select-label')].map((e) => e.innerText.trim()) : [];
-  return {canvas: !!canvas, playing: play ? play.classList.contains('pi-pause') : null, labels};
+  const findPlay = (e) => e.querySelector('button[aria-label="Play"], button[aria-label="Pause"], i.pi-play, i.pi-pause');
+  let root = canvas;
+  while (root && !findPlay(root)) root = root.parentElement;
+  if (!root) return {canvas: !!canvas, playing: null, clip: null};
+  const control = findPlay(root);
+  const play = control.closest('button');
+  const playing = control.tagName === 'BUTTON' ? control.getAttribute('aria-label') === 'Pause'
+                                               : control.classList.contains('pi-pause');
+  const clip = root.querySelector('button[aria-label="Animation clip"]')
+    ?? [...root.querySelectorAll('[role="combobox"]')].at(-1);
+  play.dataset.sv4d2Test = 'play';
+  if (clip) clip.dataset.sv4d2Test = 'clip';
+  return {canvas: !!canvas, playing, clip: clip ? clip.innerText.trim() : null};
 }""".replace("VIEWER_CANVAS", VIEWER_CANVAS)
+
+CLIP_OPTIONS = """() => {
+  const popup = document.getElementById(document.querySelector('[data-sv4d2-test="clip"]')?.getAttribute('aria-controls'));
+  if (!popup) return null;
+  const options = popup.querySelectorAll('[role="option"]');
+  return [...(options.length ? options : popup.querySelectorAll('button'))].map((e) => e.innerText.trim());
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -69,13 +88,13 @@ def viewer_canvas_png(page) -> np.ndarray:
 
 
 def wait_for_viewer(page, server, timeout: float = 120.0) -> dict:
-    """The viewer's state once the animation bar shows both selects; fails with what the page and server show."""
+    """The viewer's state once the animation controls show a clip; fails with what the page and server show."""
     deadline = time.monotonic() + timeout
     state = page.evaluate(VIEWER_STATE)
-    while len(state["labels"]) < 2 and time.monotonic() < deadline:
+    while not state["clip"] and time.monotonic() < deadline:
         page.wait_for_timeout(500)
         state = page.evaluate(VIEWER_STATE)
-    assert len(state["labels"]) == 2, (state, page.page_errors, server.log_tail(10))
+    assert state["clip"], (state, page.page_errors, server.log_tail(10))
     return state
 
 
@@ -85,11 +104,12 @@ def test_preview3d_plays_the_exported_animation(browser, browser_server, walking
         page.evaluate(RUN_PREVIEW, walking_glb)
         state = wait_for_viewer(page, browser_server)
         assert state["canvas"] and state["playing"] is False, state
-        assert state["labels"][1] == walking_glb.removesuffix(".glb"), state  # one clip, named after the file
-        page.locator("div.pointer-events-auto .p-select").nth(1).click()
-        options = page.locator(".p-select-overlay .p-select-option").all_inner_texts()
+        assert state["clip"] == walking_glb.removesuffix(".glb"), state  # one clip, named after the file
+        page.locator('[data-sv4d2-test="clip"]').click()
+        page.wait_for_function(f"({CLIP_OPTIONS})()?.length > 0")
+        options = page.evaluate(CLIP_OPTIONS)
         page.keyboard.press("Escape")
-        assert [o.strip() for o in options] == [walking_glb.removesuffix(".glb")], options
+        assert options == [walking_glb.removesuffix(".glb")], options
 
         page.wait_for_timeout(1500)  # camera damping and first frames settle
         still = [viewer_canvas_png(page), None]
@@ -98,15 +118,18 @@ def test_preview3d_plays_the_exported_animation(browser, browser_server, walking
         assert still[0].std() > 5, "the preview shows no object"
         assert np.abs(still[0] - still[1]).mean() < 0.05, "the preview changes while the animation is paused"
 
-        page.locator("i.pi-play").click()
+        page.locator('[data-sv4d2-test="play"]').click()
         page.wait_for_function(f"({VIEWER_STATE})().playing === true")
+        # Software WebGL on a busy machine may skip frames: sample 2 s and ask for motion in most intervals
+        # (a paused or frozen model changes < 0.05, see above; the ball strides across ~0.5 of the view in 1 s)
         frames = []
-        for _ in range(4):
+        for _ in range(9):
             page.wait_for_timeout(250)
             frames.append(viewer_canvas_png(page))
         Image.fromarray(frames[0].astype(np.uint8)).save(screenshots / "preview3d_playing.png")
         changes = [float(np.abs(a - b).mean()) for a, b in zip(frames, frames[1:])]
-        assert min(changes) > 0.5, f"the model does not move while playing: mean |Δ| per 250 ms = {changes}"
+        moving = sum(change > 0.15 for change in changes)
+        assert moving >= 5, f"the model does not move while playing: mean |Δ| per 250 ms = {changes}"
         assert page.page_errors == []
     finally:
         page.close()

@@ -5,6 +5,7 @@ size and answers a mouse drag. Each test loads its own template, so the tests do
 from __future__ import annotations
 
 import json
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from headless.browser import PACK_LOADED, open_comfy
 from headless.server import REPO
 
 from .conftest import start_browser_server
+from .heat_map import assert_heat_map_drawn
 
 TEMPLATES = sorted(p.stem for p in (REPO / "example_workflows").glob("*.json"))
 NEW_USER = {"Comfy.TutorialCompleted": True}  # otherwise the defaults a fresh install has
@@ -36,7 +38,7 @@ OPEN_TEMPLATE = """async (name) => {
     dialogs: [...document.querySelectorAll('.p-dialog')].filter((e) => e.offsetParent !== null)
       .map((e) => e.innerText.trim().slice(0, 300)),
     editors: app.graph.nodes.flatMap((n) => (n.widgets ?? []).filter((w) => w.element?.sv4d2Editor)
-      .map((w) => [n.id, w.name])),
+      .map((w) => [n.id, w.name, w.type])),
   };
 }""".replace("${PACK_FOLDER}", PACK_FOLDER)
 
@@ -83,9 +85,13 @@ def open_template(page, name: str) -> dict:
     return result
 
 
-def test_core_lists_every_template(new_user_server):
+def test_core_lists_every_template_with_its_thumbnail(new_user_server):
     assert sorted(new_user_server.get("/workflow_templates")[PACK_FOLDER]) == TEMPLATES
     assert len(TEMPLATES) >= 7 and all(name.startswith("SV4D 2.0 - ") for name in TEMPLATES)
+    for name in TEMPLATES:  # the template browser shows api/workflow_templates/<pack>/<name>.jpg for a pack's template
+        url = f"{new_user_server.url}/api/workflow_templates/{PACK_FOLDER}/{urllib.parse.quote(name)}.jpg"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.headers["Content-Type"] == "image/jpeg" and len(response.read()) > 5000, name
 
 
 @pytest.mark.parametrize("name", TEMPLATES)
@@ -96,10 +102,14 @@ def test_template_opens_clean_with_sized_editors(page, name):
     assert result["unknown"] == [] and result["loaded"] == result["saved"], result
     if page.vue_nodes:  # the Vue renderer really drew the nodes (DOM nodes, not canvas drawings)
         assert page.evaluate("() => document.querySelectorAll('[data-node-id]').length") >= result["loaded"] - 1
-    for node_id, widget in result["editors"]:
+    for node_id, widget, kind in result["editors"]:
         size = page.evaluate(SHOW_EDITOR, [node_id, widget])
         assert size["visible"] and size["width"] > 200 and size["height"] > 200, (name, widget, size)
         assert size["canvasWidth"] > 100 and size["canvasHeight"] > 60, (name, widget, size)
+        if kind == "SV4D2_CFG_GRID":  # the heat map is drawn, cell by cell, in the served scales' colours
+            editor = editor_expression(node_id, widget)
+            page.wait_for_function(f"() => {{ const e = {editor}; return e.servedText === e.text && !e.inFlight; }}")
+            assert_heat_map_drawn(page, editor)
     assert page.page_errors[errors_before:] == []
 
 
@@ -108,6 +118,10 @@ def drag(page, start: dict, dx: float, dy: float) -> None:
     page.mouse.down()
     page.mouse.move(start["x"] + dx, start["y"] + dy, steps=8)
     page.mouse.up()
+
+
+def editor_expression(node_id: int, widget: str) -> str:
+    return f"app.graph.getNodeById({node_id}).widgets.find((w) => w.name === '{widget}').element.sv4d2Editor"
 
 
 def editor_of(page, node_type: str) -> list:
@@ -119,7 +133,7 @@ def test_camera_editor_answers_a_drag(page):
     open_template(page, "SV4D 2.0 - 4 views")
     node_id, widget = editor_of(page, "SV4D2Cameras")
     page.evaluate(SHOW_EDITOR, [node_id, widget])
-    editor = f"app.graph.getNodeById({node_id}).widgets.find((w) => w.name === '{widget}').element.sv4d2Editor"
+    editor = editor_expression(node_id, widget)
     drag(page, page.evaluate(f"() => {editor}.markerClientPoint(1)"), 60, -30)
     state = page.evaluate(f"""() => ({{text: {editor}.text, preset: app.graph.getNodeById({node_id}).widgets
       .find((w) => w.name === 'preset').value}})""")
@@ -131,7 +145,7 @@ def test_grid_editor_answers_a_drag(page):
     open_template(page, "SV4D 2.0 - 4 views")
     node_id, widget = editor_of(page, "SV4D2SampleNVVS")
     page.evaluate(SHOW_EDITOR, [node_id, widget])
-    editor = f"app.graph.getNodeById({node_id}).widgets.find((w) => w.name === '{widget}').element.sv4d2Editor"
+    editor = editor_expression(node_id, widget)
     page.wait_for_function(f"() => {editor}.reply")  # the heat map was served
     drag(page, page.evaluate(f"() => {editor}.cellClientPoint(3, 1)"), 0, -50)
     text = page.evaluate(f"() => {editor}.text")
@@ -181,3 +195,45 @@ def test_dense_template_shows_the_camera_plan_presets(page):
     assert ortho["shown"]["elevations_deg"] == [0] * 4 + [30] * 5
     # the top view draws the raised views nearer the centre (cos 30°)
     assert ortho["radii"][1] == pytest.approx(1.0) and ortho["radii"][5] == pytest.approx(0.866, abs=1e-3)
+
+
+# Words a user types for what a node does; web/node_library.js gives them to the frontend as search aliases.
+ALIAS_SEARCHES = {"novel view synthesis": "SV4D2 Sample NVVS", "dynamic nerf": "SV4D2 Fit 4D",
+                  "animated mesh": "SV4D2 Export 4D Mesh", "guidance scale": "SV4D2 CFG Grid"}
+
+
+def frontend_version(page) -> tuple[int, ...]:
+    return tuple(int(x) for x in page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__").split(".")[:3])
+
+
+@pytest.mark.parametrize("query", ALIAS_SEARCHES)
+def test_search_finds_nodes_by_what_they_do(page, query, screenshots):
+    """Every SV4D2 node definition carries its search aliases; frontends that search them (1.4x on; 1.32.9 matches
+    names only) list the node for a query that names none of its words, as a user types it on the canvas."""
+    aliases = page.evaluate("() => LiteGraph.registered_node_types.SV4D2SampleNVVS.nodeData.search_aliases")
+    assert "novel view synthesis" in aliases and "sv4d" in aliases, aliases
+    if frontend_version(page) < (1, 40, 0):
+        return
+    page.evaluate("() => { app.graph.clear(); app.extensionManager.command.execute('Workspace.SearchBox.Toggle'); }")
+    search = page.get_by_role("combobox", name="Add a node...")
+    search.fill(query)
+    listbox = search.get_attribute("aria-controls")
+    page.wait_for_function(f"() => document.getElementById('{listbox}')?.innerText.includes({json.dumps(ALIAS_SEARCHES[query])})",
+                           timeout=10_000)
+    if query == "novel view synthesis" and not page.vue_nodes:
+        page.screenshot(path=str(Path(screenshots) / "search_alias.png"))
+    page.keyboard.press("Escape")
+
+
+def test_node_info_shows_the_help_page(page, screenshots):
+    """Frontends with a node info panel (1.4x on) show the pack's help page (web/docs/<node id>.md) for a selected
+    SV4D2 node."""
+    if frontend_version(page) < (1, 40, 0):
+        return
+    page.evaluate("""() => { app.graph.clear(); const node = LiteGraph.createNode('SV4D2CFGGrid'); node.pos = [100, 150];
+      app.graph.add(node); app.canvas.ds.offset = [0, 0]; app.canvas.ds.scale = 1; app.canvas.selectNode(node);
+      app.canvas.setDirty(true, true); }""")
+    page.get_by_role("button", name="Node Info").click()
+    page.get_by_text("part of SV4D 2.0 for ComfyUI").first.wait_for(timeout=15_000)
+    page.screenshot(path=str(Path(screenshots) / f"help_panel_{'nodes2' if page.vue_nodes else 'classic'}.png"))
+    page.evaluate("() => app.canvas.deselectAll?.()")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -72,13 +73,61 @@ def test_core_workflow_converts_like_the_editor(object_info):
     (lambda w: w["links"].pop(3), "link 4, which does not exist"),
     (lambda w: w["links"].__setitem__(0, [1, 42, 0, 1, 0, "INT"]), "missing node 42"),
     (lambda w: w.pop("nodes"), "not a ComfyUI workflow"),
-    (lambda w: w["nodes"][0]["widgets_values"].extend([1, 2]), "has 6 widget values"),
+    (lambda w: w["nodes"][0]["widgets_values"].insert(0, "wide"), "widget value 'wide' for input 'width' is not a INT"),
+    (lambda w: w["nodes"][5]["widgets_values"].__setitem__(0, 7), "widget value 7 for input 'filename_prefix'"),
 ])
 def test_bad_workflows_name_the_problem(object_info, mutate, message):
     workflow = core_workflow()
     mutate(workflow)
     with pytest.raises(WorkflowError, match=message.replace("(", r"\(").replace(")", r"\)")):
         ui_to_api(workflow, object_info)
+
+
+def test_values_of_widgets_the_editor_adds_itself_are_ignored(object_info):
+    """Newer editors save values of frontend-only widgets after a node's own (PreviewAny's text preview and its
+    Markdown toggle, 3 values with frontend 1.35.9); the editor never queues them, nor does the runner."""
+    workflow = core_workflow()
+    workflow["nodes"][0]["widgets_values"] += ["a preview", None]
+    workflow["nodes"].append(_node(8, "PreviewAny", inputs=[{"name": "source", "type": "*", "link": 7}],
+                                   widgets=["[64, 48]", "[64, 48]", False], title="Show"))
+    workflow["links"].append([7, 1, 0, 8, 0, "IMAGE"])
+    prompt = ui_to_api(workflow, object_info)
+    assert prompt["8"]["inputs"] == {"source": ["1", 0]}
+    assert prompt["1"]["inputs"] == {"width": 32, "height": 48, "batch_size": 2, "color": 0}
+
+
+def test_inputs_gained_after_saving_get_their_defaults(object_info):
+    """A workflow saved before a node gained inputs has fewer widget values: the rest get their declared
+    defaults, as the editor fills them (e.g. ImageScaleToTotalPixels.resolution_steps, new in core 0.8.0)."""
+    workflow = core_workflow()
+    workflow["nodes"][0]["widgets_values"] = [64]  # EmptyImage as if it had had only a width
+    workflow["nodes"][5]["widgets_values"] = [None]  # a null value is no value either
+    prompt = ui_to_api(workflow, object_info)
+    assert prompt["1"]["inputs"] == {"width": 32, "height": 512, "batch_size": 1, "color": 0}
+    assert prompt["6"]["inputs"]["filename_prefix"] == "ComfyUI"
+    scale = _node(9, "ImageScaleToTotalPixels", widgets=["nearest-exact", 1.0])  # its 0.3.75 inputs
+    scaled = ui_to_api({"nodes": [scale], "links": []}, object_info)["9"]["inputs"]
+    declared = object_info["ImageScaleToTotalPixels"]["input"]["required"]
+    assert set(scaled) == set(declared) - {"image"} and scaled["megapixels"] == 1.0  # image: a socket
+    if "resolution_steps" in declared:
+        assert scaled["resolution_steps"] == declared["resolution_steps"][1]["default"]
+
+
+def test_templates_resaved_by_a_newer_editor_still_convert(object_info, comfy_host):
+    """The pack's templates with a PreviewAny as a 1.3x editor saves it (3 frontend-only values) convert into a
+    prompt ComfyUI accepts."""
+    checked = 0
+    for path in sorted((REPO / "example_workflows").glob("*.json")):
+        workflow = json.loads(path.read_text())
+        previews = [n for n in workflow["nodes"] if n["type"] == "PreviewAny"]
+        for node in previews:
+            node["widgets_values"] = ["21.4 dB", "21.4 dB", False]
+        if not previews:
+            continue
+        ok, error, node_errors = comfy_host.validate(ui_to_api(workflow, object_info))
+        assert ok, (path.name, error, node_errors)
+        checked += 1
+    assert checked >= 2
 
 
 def test_bad_overrides_name_the_problem(object_info):
@@ -158,6 +207,23 @@ def test_runner_executes_editor_workflow_in_real_comfyui(tmp_path):
     pixels = np.asarray(Image.open(files[0]))
     assert pixels.shape == (48, 32, 3) and (pixels == 255).all()  # black inverted once: the bypass was skipped
     assert "running #6 Save" in result.stdout
+
+
+def test_relative_folders_are_the_callers(tmp_path):
+    """--input-dir, --output and the workflow path given relative to the caller's working directory."""
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (16, 8), (255, 0, 0)).save(tmp_path / "in" / "red.png")
+    workflow = {"nodes": [
+        _node(1, "LoadImage", outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [1]}], widgets=["red.png", "image"]),
+        _node(2, "SaveImage", inputs=[{"name": "images", "type": "IMAGE", "link": 1}], widgets=["relative"]),
+    ], "links": [[1, 1, 0, 2, 0, "IMAGE"]]}
+    (tmp_path / "workflow.json").write_text(json.dumps(workflow))
+    result = subprocess.run([sys.executable, "-m", "headless", "workflow.json", "--output", "out", "--input-dir", "in"],
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr + result.stdout
+    saved = list((tmp_path / "out").glob("relative_*.png"))
+    assert len(saved) == 1 and np.asarray(Image.open(saved[0]))[0, 0].tolist() == [255, 0, 0]
 
 
 def test_runner_failures_exit_nonzero_and_write_nothing(tmp_path):

@@ -111,14 +111,14 @@ def contract_node(num_frames=2, num_views=4, batch=1, extra_latents=0, seed=0, d
                                                "extra_latents": extra_latents, "seed": seed, "drop": drop}}
 
 
-def ksampler_prompt(ckpt_name: str, steps: int = 1, record: bool = False, **contract) -> dict:
+def ksampler_prompt(ckpt_name: str, steps: int = 1, record: bool = False, cfg: float = 2.0, **contract) -> dict:
     model = ["5", 0] if record else ["1", 0]
     prompt = {
         "1": load_node(ckpt_name),
         "2": contract_node(**contract),
         "3": {"class_type": "KSampler", "inputs": {
             "model": model, "positive": ["2", 0], "negative": ["2", 1], "latent_image": ["2", 2], "seed": 7,
-            "steps": steps, "cfg": 2.0, "sampler_name": "euler", "scheduler": "karras", "denoise": 1.0}},
+            "steps": steps, "cfg": cfg, "sampler_name": "euler", "scheduler": "karras", "denoise": 1.0}},
         "4": {"class_type": "SaveLatent", "inputs": {"samples": ["3", 0], "filename_prefix": "sv4d2_model_test"}},
     }
     if record:
@@ -181,20 +181,24 @@ def test_ksampler_with_two_windows_per_batch(host):
     assert torch.isfinite(samples).all() and samples.abs().max() > 0
 
 
-def test_sampler_custom_advanced(host):
-    prompt = {
-        "1": load_node(tiny_checkpoint_name(host.models_dir)),
+def custom_advanced_prompt(ckpt_name: str, cfg: float = 2.0, steps: int = 1) -> dict:
+    return {
+        "1": load_node(ckpt_name),
         "2": contract_node(),
         "3": {"class_type": "RandomNoise", "inputs": {"noise_seed": 3}},
         "4": {"class_type": "CFGGuider", "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["2", 1],
-                                                    "cfg": 2.0}},
+                                                    "cfg": cfg}},
         "5": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
-        "6": {"class_type": "BasicScheduler", "inputs": {"model": ["1", 0], "scheduler": "karras", "steps": 1,
+        "6": {"class_type": "BasicScheduler", "inputs": {"model": ["1", 0], "scheduler": "karras", "steps": steps,
                                                          "denoise": 1.0}},
         "7": {"class_type": "SamplerCustomAdvanced", "inputs": {
             "noise": ["3", 0], "guider": ["4", 0], "sampler": ["5", 0], "sigmas": ["6", 0], "latent_image": ["2", 2]}},
         "8": {"class_type": "SaveLatent", "inputs": {"samples": ["7", 0], "filename_prefix": "sv4d2_model_test"}},
     }
+
+
+def test_sampler_custom_advanced(host):
+    prompt = custom_advanced_prompt(tiny_checkpoint_name(host.models_dir))
     result = host.run(prompt)
     sigmas = result.output("6")
     assert float(sigmas[0]) == pytest.approx(700.0, rel=1e-4) and float(sigmas[-1]) == 0
@@ -252,6 +256,18 @@ def test_model_call_equals_official_call(host, direct_unet, variant, num_frames,
 
 
 # --- errors -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_core_ksampler_refuses_a_non_finite_result(host, steps):
+    """cfg = NaN passes core's validation; the run fails with the pack's error instead of saving black frames."""
+    with pytest.raises(NodeFailed, match="the model produced NaN: .* NaN or infinite; load the model with"):
+        host.run(ksampler_prompt(tiny_checkpoint_name(host.models_dir), steps=steps, cfg=float("nan")))
+
+
+def test_sampler_custom_advanced_refuses_a_non_finite_result(host):
+    with pytest.raises(NodeFailed, match="the model produced NaN"):
+        host.run(custom_advanced_prompt(tiny_checkpoint_name(host.models_dir), cfg=float("nan"), steps=2))
 
 
 def test_missing_conditioning_names_the_encode_node(host):

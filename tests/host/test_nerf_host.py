@@ -62,5 +62,5 @@ def test_fit_rejects_mismatched_cameras(comfy_host):
 def test_stage_two_without_field_is_a_clear_error(comfy_host):
     prompt = graph(stage=2)
     del prompt["refit"]["inputs"]["init_field"]
-    with pytest.raises(NodeFailed, match="pass it as `init`"):
+    with pytest.raises(NodeFailed, match="stage 2 refits a fitted field: connect .* to `init_field`"):
         comfy_host.run(prompt)

@@ -77,11 +77,27 @@ def test_every_node_is_listed_with_its_declared_sockets(comfy_host, comfy_server
                 assert options.get("tooltip"), f"{node_id}.{name} has no tooltip"
 
 
-def test_node_reference_is_current(comfy_server):
-    """docs/nodes.md is generated from the node definitions; regenerate it with scripts/make_node_docs.py."""
+def test_node_reference_and_help_pages_are_current(comfy_server):
+    """docs/nodes.md and one help page per node (web/docs/<node id>.md, the frontend's help panel) are generated
+    from the node definitions; regenerate them with scripts/make_node_docs.py."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("make_node_docs", REPO / "scripts" / "make_node_docs.py")
     make_node_docs = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_node_docs)
-    assert (REPO / "docs" / "nodes.md").read_text() == make_node_docs.render(comfy_server.object_info())
+    object_info = comfy_server.object_info()
+    assert (REPO / "docs" / "nodes.md").read_text() == make_node_docs.render(object_info)
+    pages = make_node_docs.help_pages(object_info)
+    assert set(pages) == {f"{node_id}.md" for node_id in make_node_docs.pack_nodes(object_info)}
+    assert {p.name: p.read_text() for p in (REPO / "web" / "docs").glob("*.md")} == pages
+
+
+def test_help_pages_are_served_where_the_frontend_looks(comfy_server):
+    """Newer frontends fetch a custom node's help from /extensions/<pack folder>/docs/<node id>.md and drop
+    anything served as text/html."""
+    import urllib.request
+
+    node_id = "SV4D2CFGGrid"
+    with urllib.request.urlopen(f"{comfy_server.url}/extensions/sv4d2/docs/{node_id}.md", timeout=30) as response:
+        assert "text/html" not in response.headers.get("Content-Type", "")
+        assert response.read().decode().startswith("# SV4D2 CFG Grid\n")
