@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.degraded_views import Degradation, degrade  # noqa: E402
 from bench.real_scene import SCENES, RealScene, load_real_scene, pooled_psnr  # noqa: E402
+from sv4d_lib.atomic import atomic_file  # noqa: E402
 from sv4d_lib.merge_views import Pass, apply_merge, plan_merge  # noqa: E402
 from sv4d_lib.nerf import FitConfig, fit_4d  # noqa: E402
 from sv4d_lib.nerf.render import render_views  # noqa: E402
@@ -59,6 +60,7 @@ RUNS: list[tuple[str, bool, str]] = [
     (VIEW_SETS[0], False, "default"),
     (VIEW_SETS[0], True, "default"),
 ]
+DEFAULT_OUT = ROOT / "docs" / "bench_degraded_views.md"
 QUICK_CHANGES = {"iterations": 6, "rays_per_step": 256, "num_samples": 32, "resolution": 32}
 
 
@@ -101,7 +103,8 @@ def run(indices: list[int], preset: str, changes: dict, size: int, stride: int, 
         wall = time.perf_counter() - wall
         frames = list(range(0, scene.heldout_rgb.shape[1], stride))
         rows.append({"run": index, "views": name, "degraded": degraded, "setting": setting, "wall": wall,
-                     "defects": defects, **heldout_scores(field, scene, frames, config.num_samples)})
+                     "defects": None if defects is None else [d and dataclasses.asdict(d) for d in defects],
+                     **heldout_scores(field, scene, frames, config.num_samples)})
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "defects"}), flush=True)
     return rows
 
@@ -111,13 +114,32 @@ def defects_table(defects: list) -> list[str]:
              "|---:|---:|---|---:|---:|---:|"]
     for view, d in enumerate(defects):
         if d is not None:
-            lines.append(f"| {view} | ×{d.exposure:.3f} | {', '.join(f'{g:.3f}' for g in d.gains)} | "
-                         f"{d.blur_sigma_px:.2f} | {d.rotation_deg:.2f} | {d.timing_offset:+d} |")
+            lines.append(f"| {view} | ×{d['exposure']:.3f} | {', '.join(f'{g:.3f}' for g in d['gains'])} | "
+                         f"{d['blur_sigma_px']:.2f} | {d['rotation_deg']:.2f} | {d['timing_offset']:+d} |")
     return lines
 
 
-def report(rows: list[dict], preset: str, size: int, stride: int, degradation: Degradation, load: tuple) -> str:
+def results_table(rows: list[dict]) -> list[str]:
+    """Markdown table of the runs: scores, and each degraded run against the clean run of its view set."""
     clean = {(r["views"], r["setting"]): r["psnr"] for r in rows if not r["degraded"]}
+    lines = ["| views | views are | fitter setting | held-out PSNR (dB) | inside masks (dB) | vs clean, same setting | "
+             "fit wall (s) |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        reference = clean.get((r["views"], r["setting"]), clean.get((r["views"], "default")))
+        delta = "" if not r["degraded"] or reference is None else f"{r['psnr'] - reference:+.2f}"
+        lines.append(f"| {r['views']} | {'degraded' if r['degraded'] else 'clean'} | {r['setting']} | "
+                     f"{r['psnr']:.2f} | {r['psnr_mask']:.2f} | {delta} | {r['wall']:.0f} |")
+    return lines
+
+
+def stored_rows(out: Path = DEFAULT_OUT) -> list[dict]:
+    """The runs kept beside the report (`<out>.json`), in RUNS order; none when the bench has not run."""
+    store = out.with_suffix(".json")
+    return json.loads(store.read_text())["rows"] if store.exists() else []
+
+
+def report(rows: list[dict], preset: str, size: int, stride: int, degradation: Degradation, load: tuple) -> str:
     lines = [
         "# 4D fit from views that disagree",
         "",
@@ -128,15 +150,8 @@ def report(rows: list[dict], preset: str, size: int, stride: int, degradation: D
         "every novel view gets its own colour/exposure shift, blur and pose error (a homography about the image "
         "centre, the nominal camera kept); one view shows the clip 2 frames late.",
         "",
-        "| views | views are | fitter setting | held-out PSNR (dB) | inside masks (dB) | vs clean, same setting | "
-        "fit wall (s) |",
-        "|---|---|---|---:|---:|---:|---:|",
+        *results_table(rows),
     ]
-    for r in rows:
-        reference = clean.get((r["views"], r["setting"]), clean.get((r["views"], "default")))
-        delta = "" if not r["degraded"] or reference is None else f"{r['psnr'] - reference:+.2f}"
-        lines.append(f"| {r['views']} | {'degraded' if r['degraded'] else 'clean'} | {r['setting']} | "
-                     f"{r['psnr']:.2f} | {r['psnr_mask']:.2f} | {delta} | {r['wall']:.0f} |")
     degraded = next((r for r in rows if r["degraded"]), None)
     if degraded is not None:
         lines += ["", f"Defects drawn for the {degraded['views']} set (seed {degradation.seed}; view 0, the input "
@@ -144,6 +159,23 @@ def report(rows: list[dict], preset: str, size: int, stride: int, degradation: D
     lines += ["", "\"vs clean\" compares with the clean run of the same view set and setting (or its default when "
               "that was not run)."]
     return "\n".join(lines) + "\n"
+
+
+def atomic_write(path: Path, text: str) -> None:
+    with atomic_file(path) as temporary:
+        temporary.write_text(text)
+
+
+def keep_rows(store: Path, key: dict, rows: list[dict]) -> list[dict]:
+    """Add `rows` to the runs kept in `store` under the same `key` (preset, size, stride, seed), replacing earlier
+    rows of the same runs, and write them back: each fit takes minutes, so runs accumulate across invocations.
+    Rows kept under another key are dropped (their numbers are not comparable). Returns all kept rows, in RUNS order."""
+    kept = json.loads(store.read_text()) if store.exists() else {}
+    new = {r["run"] for r in rows}
+    earlier = [r for r in kept.get("rows", []) if r["run"] not in new] if kept.get("key") == key else []
+    rows = sorted(earlier + rows, key=lambda r: r["run"])
+    atomic_write(store, json.dumps({"key": key, "rows": rows}, indent=1))
+    return rows
 
 
 def main() -> None:
@@ -155,7 +187,7 @@ def main() -> None:
     parser.add_argument("--frames-stride", type=int, default=2, help="score every k-th held-out frame")
     parser.add_argument("--seed", type=int, default=0, help="seed of the per-view defects")
     parser.add_argument("--quick", action="store_true", help="smoke run: 6 iterations at 32 px")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_degraded_views.md")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     if args.list:
@@ -169,8 +201,10 @@ def main() -> None:
     changes = QUICK_CHANGES if args.quick else {}
     stride = 20 if args.quick else args.frames_stride
     rows = run(indices, args.preset, changes, args.size, stride, degradation)
+    key = {"preset": args.preset, "size": args.size, "stride": stride, "seed": args.seed}
+    rows = keep_rows(args.out.with_suffix(".json"), key, rows)
     text = report(rows, args.preset, args.size, stride, degradation, load)
-    args.out.write_text(text)
+    atomic_write(args.out, text)
     print(text)
 
 

@@ -56,16 +56,22 @@ class Progress:
 
 
 def collect_files(outputs: dict) -> list[str]:
-    """Relative paths of the files that the run's UI outputs mention."""
+    """Relative paths of the files that the run's UI outputs mention (text shown in a node is not a file)."""
     files = []
     for node_output in outputs.values():
-        for items in node_output.values():
-            for item in items if isinstance(items, list) else []:
+        for key, items in node_output.items():
+            for item in items if isinstance(items, list) and key != "text" else []:
                 if isinstance(item, dict) and "filename" in item:
                     files.append(str(Path(item.get("subfolder") or "") / item["filename"]))
                 elif isinstance(item, str) and item:
                     files.append(item)
     return files
+
+
+def collect_texts(outputs: dict, titles: Progress) -> list[tuple[str, str]]:
+    """(node title, text) for every text a node shows in the UI (Preview Any, scores): what a user reads there."""
+    return [(titles.title(node_id), str(text)) for node_id, node_output in outputs.items()
+            for text in node_output.get("text") or [] if isinstance(node_output.get("text"), list)]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,10 +112,13 @@ def run(args: argparse.Namespace) -> int:
                 shutil.copytree(item, target, dirs_exist_ok=True)
             else:
                 shutil.move(str(item), target)
-        files = collect_files(entry.get("outputs", {}))
+        outputs = entry.get("outputs", {})
+        files = collect_files(outputs)
         print(f"done: {len(files)} output file(s) in {args.output}")
         for name in files:
             print(f"  {name}")
+        for title, text in collect_texts(outputs, Progress(prompt)):
+            print(f"{title} shows: {text}")
         return 0
     except (WorkflowError, PromptRejected) as error:
         print(f"error: {error}", file=sys.stderr)

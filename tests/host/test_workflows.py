@@ -4,6 +4,8 @@ saved as the frontend saves it (its zod schema refuses anything else with a stic
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +55,13 @@ SETTINGS: dict[str, list[str]] = {
     "SV4D 2.0 - core samplers": [f"Load Model.ckpt_name={TINY_4V}", f"Prepare Video.size={SMALL}", "EDM Sigmas.steps=2",
                             "KSampler.steps=2", "Split Sigmas.step=1"],
 }
+# CI's second host (.ci/run) fits the real scene as a user would with the draft preset, at the template's size,
+# and checks the held-out score the template shows; the default host runs the shrunk graph above.
+REAL_SCENE = "SV4D 2.0 - 4D fit of a real scene"
+REAL_SCENE_DRAFT = os.environ.get("SV4D2_REAL_SCENE_FIT") == "draft"
+if REAL_SCENE_DRAFT:
+    SETTINGS[REAL_SCENE] = ["Fit 4D.preset=draft", "Export 4D Mesh.turntable=false"]
+REAL_SCENE_MIN_PSNR = 20.0  # dB held-out; the draft preset measured 21.4 dB (docs/bench_nerf4d.md)
 EXPECTED: dict[str, dict[str, int]] = {
     "SV4D 2.0 - 4 views": {"sv4d2/4views_*_v*.mp4": 5, "sv4d2/4views_grid_*.png": 1},
     "SV4D 2.0 - 8 views": {"sv4d2/8views_*_v*.mp4": 9, "sv4d2/8views_grid_*.png": 1},
@@ -67,7 +76,8 @@ EXPECTED: dict[str, dict[str, int]] = {
 }
 FRAMES = {"SV4D 2.0 - 4 views": 12, "SV4D 2.0 - 8 views": 5, "SV4D 2.0 - long video": 21,
           "SV4D 2.0 - full pipeline": 21, "SV4D 2.0 - dense 4D": 21,
-          "SV4D 2.0 - 4D fit of a real scene": 5 * 4}  # 5 views × 4 frames
+          REAL_SCENE: 5 * (21 if REAL_SCENE_DRAFT else 4)}  # 5 views × the frames rendered
+VIDEO_SIZE = {REAL_SCENE: 128 if REAL_SCENE_DRAFT else SMALL}  # the template's own size when fitted in full
 
 
 @pytest.fixture(scope="module")
@@ -119,12 +129,17 @@ def test_workflow_runs_headless(path: Path, tmp_path: Path, models: Path):
         assert len(found) == count, (pattern, [p.name for p in found])
         for video in (f for f in found if f.suffix == ".mp4"):
             frames = iio.imread(video)
-            assert frames.shape[1:3] == (SMALL, SMALL), video.name
+            side = VIDEO_SIZE.get(path.stem, SMALL)
+            assert frames.shape[1:3] == (side, side), video.name
             if path.stem in FRAMES:
                 assert frames.shape[0] == FRAMES[path.stem], video.name
         for glb in (f for f in found if f.suffix == ".glb"):
             gltf = pygltflib.GLTF2().load(str(glb))
             assert gltf.animations and gltf.meshes[0].primitives[0].targets, f"{glb.name} is not animated"
+    if path.stem == REAL_SCENE and REAL_SCENE_DRAFT:
+        score = re.search(r"Show Held-out Score shows: PSNR ([0-9.]+) dB", result.stdout)
+        assert score, result.stdout[-2000:]
+        assert float(score.group(1)) >= REAL_SCENE_MIN_PSNR, result.stdout[-2000:]
 
 
 def test_fresh_install_runs_up_to_the_missing_model_file(tmp_path: Path, models: Path):

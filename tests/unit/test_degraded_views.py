@@ -124,3 +124,16 @@ def test_the_harness_runs_a_degraded_merged_fit_and_reports_it(tmp_path):
     assert rows[0]["views"].startswith("12 views") and 5 < rows[0]["psnr"] < 100 and len(rows[0]["defects"]) == 12
     text = bench.report(rows, "draft", 128, 20, Degradation(), (0.0, 0.0, 0.0))
     assert "| 12 views (4-view + 8-view merged) | degraded | default |" in text and "| 11 | ×" in text
+
+
+def test_runs_of_separate_invocations_accumulate_under_the_same_settings(tmp_path):
+    from bench.bench_degraded_views import keep_rows
+
+    store, key = tmp_path / "runs.json", {"preset": "default", "size": 128, "stride": 2, "seed": 0}
+    assert [r["psnr"] for r in keep_rows(store, key, [{"run": 1, "psnr": 20.0}])] == [20.0]
+    rows = keep_rows(store, key, [{"run": 0, "psnr": 25.0}, {"run": 1, "psnr": 21.0}])  # run 1 again: replaced
+    assert [(r["run"], r["psnr"]) for r in rows] == [(0, 25.0), (1, 21.0)]
+    assert [r["run"] for r in keep_rows(store, key, [{"run": 3, "psnr": 22.0}])] == [0, 1, 3]
+    other = keep_rows(store, {**key, "preset": "draft"}, [{"run": 2, "psnr": 19.0}])  # not comparable: dropped
+    assert [r["run"] for r in other] == [2]
+    assert not list(tmp_path.glob(".*"))  # written atomically, no temporaries left
