@@ -42,6 +42,7 @@ VIEW_SETS = ("5 views (4-view layout)", "9 views (8-view layout)", "12 views (4-
 # The fitter's robustness mechanisms, switched one at a time (FitConfig fields).
 SETTINGS: dict[str, dict] = {
     "default": {},
+    "no view alignment": {"view_alignment": False},
     "no visibility weighting": {"visibility": False},
     "strict hulls (no view may disagree)": {"hull_tolerance": 0},
     "hull margin 2 px": {"hull_margin_px": 2.0},
@@ -52,6 +53,7 @@ SETTINGS: dict[str, dict] = {
 RUNS: list[tuple[str, bool, str]] = [
     (VIEW_SETS[1], False, "default"),
     (VIEW_SETS[1], True, "default"),
+    (VIEW_SETS[1], True, "no view alignment"),
     (VIEW_SETS[1], True, "no visibility weighting"),
     (VIEW_SETS[1], True, "strict hulls (no view may disagree)"),
     (VIEW_SETS[1], True, "hull margin 2 px"),

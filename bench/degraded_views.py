@@ -21,6 +21,7 @@ import kornia
 import torch
 
 from sv4d_lib.cameras import OrbitCameras
+from sv4d_lib.nerf.alignment import rotation_homography, rotation_matrix, warp_views
 
 
 @dataclass(frozen=True)
@@ -74,12 +75,8 @@ def misalignment_homography(cameras: OrbitCameras, width: int, height: int, angl
                             axis: tuple[float, float, float]) -> torch.Tensor:
     """(3, 3) pixel homography K·R·K⁻¹ of a camera rotated by `angle_deg` about `axis` (camera coordinates) around
     its own centre: how the image of the scene moves under that pose error (a pure rotation, so exact)."""
-    rotation = kornia.geometry.conversions.axis_angle_to_rotation_matrix(
-        torch.tensor(axis, dtype=torch.float64)[None] * math.radians(angle_deg))[0]
-    # pixel (column, row) ↔ OpenGL camera ray (x right, y up, −z forward): flip y and z around K
-    flip = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))
-    k = cameras.intrinsics(width, height).double()
-    return (k @ flip @ rotation.T @ flip @ torch.linalg.inv(k)).float()
+    rotation = rotation_matrix(torch.tensor(axis)[None] * angle_deg)[0]
+    return rotation_homography(cameras, width, height, rotation).float()
 
 
 def degrade(videos: torch.Tensor, masks: torch.Tensor, cameras: OrbitCameras,
@@ -101,17 +98,9 @@ def degrade(videos: torch.Tensor, masks: torch.Tensor, cameras: OrbitCameras,
             stack = kornia.filters.gaussian_blur2d(torch.cat([rgb, alpha], 1), (side, side),
                                                    (d.blur_sigma_px, d.blur_sigma_px), border_type="replicate")
             rgb, alpha = stack[:, :3], stack[:, 3:]
+        rgb, alpha = rgb.permute(0, 2, 3, 1), alpha[:, 0]
         if d.rotation_deg > 0:
-            h = misalignment_homography(cameras, width, height, d.rotation_deg, d.axis)
-            # kornia samples at integer pixel coordinates; the pack's pixel centres sit at +0.5
-            half = torch.tensor([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
-            h = torch.linalg.inv(half) @ h @ half
-            warp = dict(dsize=(height, width), mode="bilinear", align_corners=True)
-            background = kornia.geometry.transform.warp_perspective(
-                torch.ones_like(alpha), h.expand(num_frames, 3, 3), padding_mode="zeros", **warp)
-            rgb = kornia.geometry.transform.warp_perspective(rgb, h.expand(num_frames, 3, 3), **warp)
-            rgb = rgb + (1 - background)  # white where the moved image leaves the frame
-            alpha = kornia.geometry.transform.warp_perspective(alpha, h.expand(num_frames, 3, 3), **warp)
-        out_rgb.append(rgb.clamp(0, 1).permute(0, 2, 3, 1))
-        out_mask.append(alpha[:, 0].clamp(0, 1))
+            rgb, alpha = warp_views(rgb, alpha, misalignment_homography(cameras, width, height, d.rotation_deg, d.axis))
+        out_rgb.append(rgb.clamp(0, 1))
+        out_mask.append(alpha.clamp(0, 1))
     return torch.stack(out_rgb), torch.stack(out_mask), defects

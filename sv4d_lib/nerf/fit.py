@@ -4,7 +4,8 @@ Stage 1 starts static (canonical NeRF on frame 0, deformation off), then unfreez
 frames progressively while the deformation grid anneals coarse to fine. Each step renders random rays of one frame
 from a near-orthogonal view set and minimises the visibility-weighted MSE + silhouette loss + the canonical field's
 opacity total variation (the least surface where the views leave the shape open, docs/nerf4d_analysis.md), plus
-LPIPS on a patch when its weights are on disk. Samples outside the frame's visual hull carry no density
+LPIPS on a patch when its weights are on disk. Views whose silhouettes disagree by a small camera rotation are first
+warped back to their nominal cameras (`alignment.py`). Samples outside the frame's visual hull carry no density
 (`occupancy.py`). Stage 2 warm-starts from a stage-1 field and refits all frames at once on refined targets (the
 diffusion-denoised stage-1 renders). `FitConfig.preset` names the quality/speed trade-offs measured in
 docs/bench_nerf4d.md.
@@ -12,6 +13,7 @@ docs/bench_nerf4d.md.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..cameras import OrbitCameras
+from .alignment import AlignmentReport, align_views
 from .curriculum import frame_window, orthogonal_views
 from .field import DynamicNeRF, FieldConfig
 from .losses import load_lpips, mask_loss, opacity_total_variation, visibility_weights, weighted_mse
@@ -32,6 +35,9 @@ FitCallback = Callable[[int, int, "torch.Tensor | None"], None]
 
 # Pixels whose every channel is within this of 1.0 count as white background when no masks are given.
 WHITE_TOLERANCE = 4.0 / 255.0
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,6 +58,7 @@ class FitConfig:
     progressive: bool = True
     progressive_fraction: float = 0.5  # share of the dynamic iterations over which the frame window opens
     anneal_fraction: float = 0.5  # share of the dynamic iterations over which the deformation grid opens its levels
+    view_alignment: bool = True  # undo small camera rotations of views whose silhouettes disagree (alignment.py)
     hulls: bool = True  # cull samples outside each frame's visual hull of the masks
     hull_margin_px: float = 0.5  # silhouette dilation (beyond a projected cell) that tolerates misaligned views
     hull_tolerance: int | None = None  # views that may disagree on a hull cell; None: 0 up to 5 views, else 1
@@ -192,6 +199,14 @@ class _Fitter:
     ) -> None:
         self.config, self.cameras = config, cameras
         self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if init is not None:
+            bound = init.bound
+        else:
+            bound = config.bound or cameras.radius * math.tan(math.radians(cameras.fov_deg) / 2)
+        self.alignment: AlignmentReport | None = None
+        if config.view_alignment and videos.shape[0] >= 3:  # fewer views cannot outvote one turned view
+            videos, masks, self.alignment = align_views(videos, masks, cameras, bound)
+            log.info("4D fit: %s", self.alignment.summary())
         self.num_views, self.num_frames, self.height, self.width, _ = videos.shape
         self.rgb = videos.to(self.device).flatten(2, 3)  # (V, F, H·W, 3)
         self.mask = masks.to(self.device).flatten(2, 3)
@@ -203,7 +218,6 @@ class _Fitter:
         if init is not None:
             self.field = copy.deepcopy(init).to(self.device).requires_grad_(True)
         else:
-            bound = config.bound or cameras.radius * math.tan(math.radians(cameras.fov_deg) / 2)
             self.field = DynamicNeRF(config.field, bound, self.num_frames, self.device, seed=config.seed)
         self.field.train()
         if config.hulls:  # never put density outside a frame's silhouettes (no floaters or ghost limbs there)

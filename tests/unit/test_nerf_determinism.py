@@ -38,5 +38,8 @@ def test_same_seed_gives_the_same_field_and_the_same_glb_bytes(tmp_path):
     different = [k for k in fields[0] if not torch.equal(fields[0][k], fields[1][k])]
     assert not different, different
     assert glbs[0] == glbs[1]
-    other = fit_4d(videos, masks, scene.train_cameras, FitConfig(**{**config.__dict__, "seed": 1}))
-    assert not torch.equal(other.state_dict()["encoding.params"], fields[0]["encoding.params"])  # the seed matters
+    # the seed matters (one step each is enough to tell)
+    first, other = (fit_4d(videos, masks, scene.train_cameras, FitConfig(**{**config.__dict__, "seed": seed,
+                                                                            "iterations": 1}))
+                    for seed in (0, 1))
+    assert not torch.equal(other.state_dict()["encoding.params"], first.state_dict()["encoding.params"])
