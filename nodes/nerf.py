@@ -44,7 +44,9 @@ class SV4D2Fit4D(io.ComfyNode):
             display_name="SV4D2 Fit 4D",
             category="SV4D2/4d",
             description="4D optimisation (SV4D 2.0 §4): static-to-dynamic dynamic NeRF with visibility-weighted "
-            "photometric, mask and (when its weights are on disk) LPIPS losses.",
+            "photometric, mask and (when its weights are on disk) LPIPS losses. Generated views whose camera is "
+            "turned by a few degrees (their silhouettes disagree with the others) are first warped back to their "
+            "nominal cameras; the console says which.",
             inputs=[
                 io.Image.Input("images", tooltip="Multi-view video, view-major (all frames of view 0 = the input "
                                "view, then view 1, ...), object on a white background."),
