@@ -6,10 +6,16 @@ would (the paper's "views that disagree"); at 128 px and SV4D 2.0's 33.8° field
 image moved by the homography K·R·K⁻¹ (exact for a pure rotation), so each view's rotation is estimated and its
 pixels are warped back to the nominal camera; rays, hulls and the fit then use the views as if they were aligned.
 
-The estimate needs no fitted field: the silhouettes of every view must agree on one shape. Points of a grid over
-the scene cube are projected into each view through its nominal camera turned by a learnable rotation; the soft
-visual hull (the product of every view's blurred mask at those points) is largest when all silhouettes agree, so
-the rotations maximise its volume, coarse to fine. View 0 (the input video, real footage) is the fixed reference.
+The first estimate needs no fitted field: the silhouettes of every view must agree on one shape. Points of a grid
+over the scene cube are projected into each view through its nominal camera turned by a learnable rotation; the
+soft visual hull (the product of every view's blurred mask at those points) is largest when all silhouettes agree,
+so the rotations maximise its volume, coarse to fine. View 0 (the input video, real footage) is the fixed reference.
+
+The silhouettes cannot see a roll, nor the part of a turn that looks like a move of the whole object. The fit
+therefore does not resample the views: it turns their rays (`ViewRotations`), starting from that estimate,
+registers every view to renders of the field once frame 0 is fitted and halfway through the motion
+(`register_views`; colour sees rolls), and refines the rotations of the turned views with the photometric loss.
+`align_views` (the warp) serves fits with the refinement off.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from dataclasses import dataclass
 import kornia
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from sv4d_lib.cameras import OrbitCameras
 
@@ -52,6 +59,10 @@ class AlignmentReport:
     shifts_px: list[float]
     moved: list[bool]
 
+    def corrections_deg(self) -> torch.Tensor:
+        """(V, 3) the rotations of the views that are corrected, zero for the others."""
+        return self.rotations_deg * torch.tensor(self.moved, dtype=self.rotations_deg.dtype)[:, None]
+
     def summary(self) -> str:
         moved = [f"view {v} by {s:.1f} px" for v, (s, m) in enumerate(zip(self.shifts_px, self.moved)) if m]
         return "views aligned: " + (", ".join(moved) if moved else "none needed")
@@ -63,16 +74,16 @@ def rotation_matrix(axis_angle_deg: torch.Tensor) -> torch.Tensor:
 
 
 def rotation_homography(cameras: OrbitCameras, width: int, height: int, rotation: torch.Tensor) -> torch.Tensor:
-    """(3, 3) homography, in pixel coordinates whose pixel centres sit at +0.5, that carries where a point is seen
+    """(3, 3) homography (or a batch (N, 3, 3) of them for rotations (N, 3, 3)), in pixel coordinates whose pixel centres sit at +0.5, that carries where a point is seen
     by the nominal camera to where the camera turned by `rotation` (3, 3; camera axes, OpenGL) sees it."""
     flip = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))  # OpenGL camera ↔ image (y down, z ahead)
     k = cameras.intrinsics(width, height).double()
-    return k @ flip @ rotation.double().T @ flip @ torch.linalg.inv(k)
+    return k @ flip @ rotation.double().transpose(-1, -2) @ flip @ torch.linalg.inv(k)
 
 
 def warp_views(rgb: torch.Tensor, mask: torch.Tensor, homography: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Frames (F, H, W, 3) and masks (F, H, W) moved by `homography` (a pixel seen at p appears at H·p); white
-    fills where the moved image leaves the frame."""
+    """Frames (F, H, W, 3) and masks (F, H, W) moved by `homography` (3, 3), or one per frame (F, 3, 3) (a pixel
+    seen at p appears at H·p); white fills where the moved image leaves the frame. Differentiable."""
     num_frames, height, width = mask.shape
     # kornia samples at integer pixel coordinates; ours have their centres at +0.5
     half = torch.tensor([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]], dtype=torch.float64)
@@ -179,25 +190,124 @@ def _without_object_translation(rotations: torch.Tensor, cameras: OrbitCameras, 
     return F.pad(angles.float(), (0, 1))
 
 
-def align_views(videos: torch.Tensor, masks: torch.Tensor, cameras: OrbitCameras, bound: float,
-                settings: AlignmentSettings = AlignmentSettings()
-                ) -> tuple[torch.Tensor, torch.Tensor, AlignmentReport]:
-    """Videos (V, F, H, W, 3) and masks (V, F, H, W) with every novel view whose estimated rotation is between
-    `min_rotation_deg` and `max_rotation_deg` warped back to its nominal camera; the report says which."""
-    num_views, _, height, width = masks.shape
+def plan_alignment(masks: torch.Tensor, cameras: OrbitCameras, bound: float,
+                   settings: AlignmentSettings = AlignmentSettings()) -> AlignmentReport:
+    """Each view's estimated rotation from masks (V, F, H, W) and whether it is corrected: novel views whose
+    estimate is between `min_rotation_deg` and `max_rotation_deg`."""
+    height = masks.shape[2]
     rotations = estimate_rotations(masks, cameras, bound, settings)
-    videos, masks = videos.clone(), masks.clone()
-    shifts, moved = [], []
-    for view in range(num_views):
-        angle = float(rotations[view].norm())
-        shift = cameras.focal(height) * math.tan(math.radians(angle))  # pixels at the image centre
-        move = view > 0 and settings.min_rotation_deg <= angle <= settings.max_rotation_deg
+    shifts = [cameras.focal(height) * math.tan(math.radians(float(r.norm()))) for r in rotations]  # at the centre
+    return AlignmentReport(rotations, shifts, corrected_views(rotations, settings))
+
+
+def corrected_views(rotations_deg: torch.Tensor, settings: AlignmentSettings = AlignmentSettings()) -> list[bool]:
+    """Which views (V,) of rotations (V, 3) (degrees) to correct: novel views turned between `min_rotation_deg` and
+    `max_rotation_deg`; larger turns are reported and left as given."""
+    moved = []
+    for view, angle in enumerate(rotations_deg.norm(dim=1).tolist()):
+        moved.append(view > 0 and settings.min_rotation_deg <= angle <= settings.max_rotation_deg)
         if angle > settings.max_rotation_deg:
             log.warning("view %d looks turned by %.1f° (more than %.1f°): left as given", view, angle,
                         settings.max_rotation_deg)
-        if move:
-            homography = rotation_homography(cameras, width, height, rotation_matrix(rotations[view:view + 1])[0])
+    return moved
+
+
+def align_views(videos: torch.Tensor, masks: torch.Tensor, cameras: OrbitCameras, bound: float,
+                settings: AlignmentSettings = AlignmentSettings()
+                ) -> tuple[torch.Tensor, torch.Tensor, AlignmentReport]:
+    """Videos (V, F, H, W, 3) and masks (V, F, H, W) with every view that `plan_alignment` corrects warped back to
+    its nominal camera; the report says which."""
+    _, _, height, width = masks.shape
+    report = plan_alignment(masks, cameras, bound, settings)
+    videos, masks = videos.clone(), masks.clone()
+    for view in range(len(report.moved)):
+        if report.moved[view]:
+            rotation = rotation_matrix(report.rotations_deg[view:view + 1])[0]
+            homography = rotation_homography(cameras, width, height, rotation)
             videos[view], masks[view] = warp_views(videos[view], masks[view], torch.linalg.inv(homography))
-        shifts.append(shift)
-        moved.append(move)
-    return videos, masks, AlignmentReport(rotations, shifts, moved)
+    return videos, masks, report
+
+
+@dataclass(frozen=True)
+class RegistrationSettings:
+    """How views are registered to renders of the field (`register_views`)."""
+
+    blur_px: tuple[float, ...] = (4.0, 2.0, 1.0)  # image blur per stage (training pixels): wide basin → precise
+    steps: int = 40  # Adam steps per stage
+    lr_deg: float = 0.1
+    frames: int = 3  # frames compared once the field moves (frame 0 alone before)
+
+
+def register_views(videos: torch.Tensor, masks: torch.Tensor, rendered: torch.Tensor, rendered_alpha: torch.Tensor,
+                   cameras: OrbitCameras, initial_deg: torch.Tensor,
+                   settings: RegistrationSettings = RegistrationSettings()) -> torch.Tensor:
+    """Per-view rotations (V, 3) (axis-angle, degrees, camera axes; view 0 zero) that carry each view's frames
+    (V, K, H, W, 3) and masks (V, K, H, W) onto renders of the field from the nominal cameras (same shapes).
+
+    The field fitted to every view is their consensus; a turned view shows it moved by the homography of its turn
+    (roll included, which the silhouettes cannot see), so the rotation that warps the view back onto the render is
+    the view's turn. Colour and alpha are compared blurred, coarse to fine, from `initial_deg` (V, 3).
+    """
+    num_views, frames, height, width, _ = videos.shape
+    images = torch.cat((videos, masks[..., None]), dim=-1)[1:].flatten(0, 1).permute(0, 3, 1, 2).detach().cpu()
+    target = torch.cat((rendered, rendered_alpha[..., None]), dim=-1)[1:].flatten(0, 1).permute(0, 3, 1, 2)
+    target = target.detach().cpu().float()
+    angles = initial_deg[1:].detach().float().cpu().clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([angles], lr=settings.lr_deg)
+    with torch.enable_grad():
+        for blur in settings.blur_px:
+            side = 2 * math.ceil(3 * blur) + 1
+
+            def blurred(x: torch.Tensor) -> torch.Tensor:
+                return kornia.filters.gaussian_blur2d(x, (side, side), (blur, blur))
+
+            goal = blurred(target)
+            for _ in range(settings.steps):
+                back = torch.linalg.inv(rotation_homography(cameras, width, height, rotation_matrix(angles)))
+                rgb, alpha = warp_views(images[:, :3].permute(0, 2, 3, 1), images[:, 3],
+                                        back.repeat_interleave(frames, dim=0))
+                moved = torch.cat((rgb.permute(0, 3, 1, 2), alpha[:, None]), dim=1)
+                loss = (blurred(moved) - goal).square().mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+    return torch.cat((torch.zeros(1, 3), angles.detach()))
+
+
+class ViewRotations(nn.Module):
+    """The rotations of the views found turned (pan, tilt and roll), refined from colour during the fit.
+
+    The silhouettes leave a view's roll and the part of its turn that looks like a move of the object undetermined
+    (`estimate_rotations`); colour does not (`register_views`, and the photometric loss itself once the field holds
+    the object). The rays of each corrected view are turned about its camera centre by an axis-angle in camera axes
+    (degrees, the convention of `estimate_rotations`). The other views keep their nominal cameras: on perfect views
+    the colour of a still-soft field pulls free rotations by 0.1–0.15° and costs 0.35 dB held-out
+    (docs/nerf4d_analysis.md); view 0, the input video, is the reference.
+    """
+
+    def __init__(self, cameras: OrbitCameras, report: AlignmentReport, device: torch.device | str) -> None:
+        super().__init__()
+        self.angles_deg = nn.Parameter(torch.zeros(cameras.num_views_total, 3, device=device))
+        self.register_buffer("axes", cameras.c2w()[:, :3, :3].to(device))  # camera → world rotation per view
+        self.register_buffer("free", torch.zeros(cameras.num_views_total, 1, device=device))
+        self.correct(report.corrections_deg(), report.moved)
+
+    @property
+    def active(self) -> bool:
+        """Whether any view is turned (else every ray is nominal)."""
+        return bool(self.free.any())
+
+    @torch.no_grad()
+    def correct(self, angles_deg: torch.Tensor, moved: list[bool]) -> None:
+        """Turn the views `moved` (V,) by `angles_deg` (V, 3); the others back to their nominal cameras."""
+        self.free.copy_(torch.tensor(moved, dtype=torch.float32)[:, None])
+        self.angles_deg.copy_(angles_deg.to(self.angles_deg) * self.free)
+
+    def world_rotations(self) -> torch.Tensor:
+        """(V, 3, 3) rotations of world directions: C·R·Cᵀ with R the view's turn in its camera axes."""
+        turn = rotation_matrix(self.angles_deg * self.free)
+        return self.axes @ turn @ self.axes.transpose(1, 2)
+
+    def forward(self, dirs: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+        """Ray directions (R, 3) of views (R,) (indices) turned as their cameras are."""
+        return (self.world_rotations()[views] @ dirs[..., None])[..., 0]

@@ -20,7 +20,7 @@ import math
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field as dataclass_field
+from dataclasses import dataclass, field as dataclass_field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -202,6 +202,12 @@ def export_4d(
     lap("surface")
     times = [k / max(num_frames - 1, 1) for k in range(num_frames)]
     project = settings.colour == "texture" and settings.texture_source == "views" and views is not None
+    if project and field.view_turns is not None:
+        if len(field.view_turns) != views.videos.shape[0]:
+            raise ValueError(f"the field was fitted to {len(field.view_turns)} views, some of them turned, but "
+                             f"{views.videos.shape[0]} views are given for its texture; connect the views it was "
+                             "fitted to (same order), or set texture_source to 'field'")
+        views = replace(views, turns=field.view_turns)
     view_times = [f / max(views.num_frames - 1, 1) for f in range(views.num_frames)] if project else times
     edges = np.asarray(surface.edges_unique)
     deformation = stage("deformation")

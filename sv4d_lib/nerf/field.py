@@ -63,6 +63,9 @@ class DynamicNeRF(nn.Module):
             self.colour_mlp = mlp([config.geo_features, config.hidden, config.hidden, 3])
             self.deformation = DeformationField(config.deformation, self.bound, num_frames, device, seed)
         self.occupancy = OccupancyGrid(config.occupancy_resolution, self.bound, num_frames)
+        # (V, 3, 3) world rotations of the rays of the views it was fitted to, where the fit found views turned
+        # (fit.py's view refinement); texturing from those views projects through the same turned cameras
+        self.view_turns: torch.Tensor | None = None
         self.to(device)
 
     @property

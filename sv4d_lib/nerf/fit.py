@@ -4,8 +4,8 @@ Stage 1 starts static (canonical NeRF on frame 0, deformation off), then unfreez
 frames progressively while the deformation grid anneals coarse to fine. Each step renders random rays of one frame
 from a near-orthogonal view set and minimises the visibility-weighted MSE + silhouette loss + the canonical field's
 opacity total variation (the least surface where the views leave the shape open, docs/nerf4d_analysis.md), plus
-LPIPS on a patch when its weights are on disk. Views whose silhouettes disagree by a small camera rotation are first
-warped back to their nominal cameras (`alignment.py`). Samples outside the frame's visual hull carry no density
+LPIPS on a patch when its weights are on disk. Views whose silhouettes disagree by a small camera rotation are fitted
+through their turned cameras, registered to the field and refined from colour as it sharpens (`alignment.py`). Samples outside the frame's visual hull carry no density
 (`occupancy.py`). Stage 2 warm-starts from a stage-1 field and refits all frames at once on refined targets (the
 diffusion-denoised stage-1 renders). `FitConfig.preset` names the quality/speed trade-offs measured in
 docs/bench_nerf4d.md.
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..cameras import OrbitCameras
-from .alignment import AlignmentReport, align_views
+from .alignment import AlignmentReport, ViewRotations, align_views, corrected_views, plan_alignment, register_views
 from .curriculum import frame_window, orthogonal_views
 from .field import DynamicNeRF, FieldConfig
 from .losses import load_lpips, mask_loss, opacity_total_variation, visibility_weights, weighted_mse
@@ -59,6 +59,10 @@ class FitConfig:
     progressive_fraction: float = 0.5  # share of the dynamic iterations over which the frame window opens
     anneal_fraction: float = 0.5  # share of the dynamic iterations over which the deformation grid opens its levels
     view_alignment: bool = True  # undo small camera rotations of views whose silhouettes disagree (alignment.py)
+    # refine the rotation of those views from colour during the fit (off: their images are warped back instead)
+    view_refinement: bool = True
+    view_refinement_start: float = 0.05  # share of the iterations before it starts: the field needs a shape first
+    lr_view_deg: float = 0.01  # degrees per step (Adam)
     hulls: bool = True  # cull samples outside each frame's visual hull of the masks
     hull_margin_px: float = 0.5  # silhouette dilation (beyond a projected cell) that tolerates misaligned views
     hull_tolerance: int | None = None  # views that may disagree on a hull cell; None: 0 up to 5 views, else 1
@@ -151,13 +155,16 @@ def _resize(videos: torch.Tensor, masks: torch.Tensor, height: int) -> tuple[tor
     )
 
 
-def _optimizer(field: DynamicNeRF, config: FitConfig, scale: float) -> torch.optim.Adam:
+def _optimizer(field: DynamicNeRF, config: FitConfig, scale: float, rotations: ViewRotations | None
+               ) -> torch.optim.Adam:
     groups = [
         {"params": list(field.encoding.parameters()), "lr": config.lr_grid * scale, "eps": 1e-15},
         {"params": list(field.density_mlp.parameters()) + list(field.colour_mlp.parameters()), "lr": config.lr_mlp * scale},
         {"params": list(field.deformation.encoding.parameters()), "lr": config.lr_deform * scale, "eps": 1e-15},
         {"params": list(field.deformation.mlp.parameters()) + [field.deformation.codes], "lr": config.lr_deform * scale},
     ]
+    if rotations is not None:
+        groups.append({"params": [rotations.angles_deg], "lr": config.lr_view_deg * scale})
     return torch.optim.Adam(groups, betas=(0.9, 0.99))
 
 
@@ -205,7 +212,10 @@ class _Fitter:
             bound = config.bound or cameras.radius * math.tan(math.radians(cameras.fov_deg) / 2)
         self.alignment: AlignmentReport | None = None
         if config.view_alignment and videos.shape[0] >= 3:  # fewer views cannot outvote one turned view
-            videos, masks, self.alignment = align_views(videos, masks, cameras, bound)
+            if config.view_refinement:  # the estimates start the refinement: the views are never resampled
+                self.alignment = plan_alignment(masks, cameras, bound)
+            else:
+                videos, masks, self.alignment = align_views(videos, masks, cameras, bound)
             log.info("4D fit: %s", self.alignment.summary())
         self.num_views, self.num_frames, self.height, self.width, _ = videos.shape
         self.rgb = videos.to(self.device).flatten(2, 3)  # (V, F, H·W, 3)
@@ -220,23 +230,64 @@ class _Fitter:
         else:
             self.field = DynamicNeRF(config.field, bound, self.num_frames, self.device, seed=config.seed)
         self.field.train()
-        if config.hulls:  # never put density outside a frame's silhouettes (no floaters or ghost limbs there)
-            tolerance = config.hull_tolerance if config.hull_tolerance is not None else int(self.num_views > 5)
-            self.field.occupancy.set_hulls(visual_hulls(cameras, masks.to(self.device),
-                                                        self.field.occupancy.resolution, self.field.bound,
-                                                        config.hull_margin_px, tolerance))
-        self.tv_cells = self.field.occupancy.hulls[0].nonzero().squeeze(1)  # where frame 0 may hold matter
+        refine = config.view_refinement and self.alignment is not None
+        self.view_rotations = ViewRotations(cameras, self.alignment, self.device) if refine else None
+        self._set_hulls()
         # one training pixel at the orbit centre, in world units
         self.tv_distance = config.tv_distance_px * cameras.radius / cameras.focal(self.height)
         self.warm = init is not None
         self.static_steps = 0 if self.warm or self.num_frames == 1 else int(config.static_fraction * config.iterations)
         scale = config.stage2_lr_scale if config.stage == 2 else 1.0
-        self.optimizer = _optimizer(self.field, config, scale)
+        self.refine_from = int(config.view_refinement_start * config.iterations)
+        # every view is registered to the field once frame 0 is fitted and again halfway through the motion
+        self.register_at = {self.static_steps, (self.static_steps + config.iterations) // 2} - {0} if (
+            self.view_rotations is not None) else set()
+        self.optimizer = _optimizer(self.field, config, scale, self.view_rotations)
         decay = config.lr_final_ratio ** (1.0 / max(config.iterations - 1, 1))
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, decay)
         self.lpips = (load_lpips(config.lpips_vgg_path, config.lpips_lin_path, self.device)
                       if config.lpips_weight > 0 else None)
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+
+    def _set_hulls(self) -> None:
+        """Cull each frame to its visual hull (never density outside its silhouettes: no floaters or ghost limbs),
+        through the views' refined rotations once they are learnt."""
+        cfg = self.config
+        if cfg.hulls:
+            tolerance = cfg.hull_tolerance if cfg.hull_tolerance is not None else int(self.num_views > 5)
+            turns = self.view_rotations.world_rotations().detach() if self._turned() else None
+            masks = self.mask.view(self.num_views, self.num_frames, self.height, self.width)
+            self.field.occupancy.set_hulls(visual_hulls(self.cameras, masks, self.field.occupancy.resolution,
+                                                        self.field.bound, cfg.hull_margin_px, tolerance, turns))
+        self.tv_cells = self.field.occupancy.hulls[0].nonzero().squeeze(1)  # where frame 0 may hold matter
+
+    def _turned(self) -> bool:
+        return self.view_rotations is not None and self.view_rotations.active
+
+    @torch.no_grad()
+    def _register(self, step: int) -> None:
+        """Register every novel view to renders of the field from the nominal cameras (`register_views`): views
+        turned by more than the alignment threshold are fitted through their turned cameras from here on (the
+        silhouettes miss rolls), the others through their nominal ones; the hulls are re-cut through them."""
+        open_frames = 1
+        if self.field.dynamic:
+            open_frames = self.num_frames
+            if self.config.progressive:
+                open_frames = frame_window(self._dynamic_progress(step), self.num_frames,
+                                           self.config.progressive_fraction)
+        frames = torch.linspace(0, open_frames - 1, min(3, open_frames)).round().long().unique().tolist()
+        renders = [render_views(self.field, self.cameras, self._time(f), self.width, self.height,
+                                self.config.num_samples) for f in frames]
+        shape = (self.num_views, self.num_frames, self.height, self.width)
+        rotations = register_views(self.rgb.view(*shape, 3)[:, frames], self.mask.view(shape)[:, frames],
+                                   torch.stack([r[0] for r in renders], 1), torch.stack([r[1] for r in renders], 1),
+                                   self.cameras, self.view_rotations.angles_deg * self.view_rotations.free)
+        moved = corrected_views(rotations)
+        self.view_rotations.correct(rotations, moved)
+        log.info("4D fit: views registered to the field at step %d: %s", step, ", ".join(
+            f"view {v} {float(r.norm()):.2f}°{'' if m else ' (kept)'}" for v, (r, m) in enumerate(zip(rotations, moved))
+            if v > 0))
+        self._set_hulls()
 
     def _randint(self, high: int, size: int = 1) -> torch.Tensor:
         return torch.randint(high, (size,), generator=self.generator)
@@ -269,7 +320,7 @@ class _Fitter:
                                  generator=self.generator) if near_count else torch.empty(len(views), 0, dtype=torch.long)
         anywhere = torch.randint(self.height * self.width, (len(views), per_view - near_count), generator=self.generator)
         pixel_idx = torch.cat((near, anywhere), dim=1).flatten().to(self.device)
-        origins, dirs = self.origins[view_idx, pixel_idx], self.dirs[view_idx, pixel_idx]
+        origins, dirs = self._rays(step, view_idx, pixel_idx)
         target, mask = self.rgb[view_idx, frame, pixel_idx], self.mask[view_idx, frame, pixel_idx]
         times = torch.full((origins.shape[0],), self._time(frame), device=self.device)
         out = render_rays(self.field, origins, dirs, times, cfg.num_samples, self.generator)
@@ -280,7 +331,7 @@ class _Fitter:
             weights = torch.where(mask > 0.5, visibility_weights(normals, dirs), torch.ones_like(mask))
         loss = weighted_mse(out["rgb"], target, weights) + cfg.mask_weight * mask_loss(out["acc"], mask)
         if self.lpips is not None:
-            loss = loss + cfg.lpips_weight * self._lpips_loss(views[0], frame)
+            loss = loss + cfg.lpips_weight * self._lpips_loss(step, views[0], frame)
         if cfg.tv_weight > 0 and self.tv_cells.numel():  # an empty hull leaves nothing to regularise
             loss = loss + cfg.tv_weight * self._tv_loss()
         return loss
@@ -295,7 +346,14 @@ class _Fitter:
         sigma = self.field.canonical_density(torch.cat((x, x + self.tv_distance * direction)))
         return opacity_total_variation(*sigma.chunk(2), 2 * self.field.bound / cfg.num_samples)
 
-    def _lpips_loss(self, view: int, frame: int) -> torch.Tensor:
+    def _rays(self, step: int, views: torch.Tensor, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Origins and directions (R, 3) of pixels (R,) of views (R,), turned by the views' rotations."""
+        origins, dirs = self.origins[views, pixels], self.dirs[views, pixels]
+        if self.view_rotations is not None and self.view_rotations.active:
+            dirs = self.view_rotations(dirs, views)
+        return origins, dirs
+
+    def _lpips_loss(self, step: int, view: int, frame: int) -> torch.Tensor:
         """LPIPS on a square patch around a random pixel near the object in one view."""
         size = min(self.config.lpips_patch, self.height, self.width)
         centre = int(torch.multinomial(self.near_object[view, frame], 1, generator=self.generator))  # CPU: no sync
@@ -304,8 +362,8 @@ class _Fitter:
         rows = torch.arange(top, top + size, device=self.device)[:, None] * self.width
         idx = (rows + torch.arange(left, left + size, device=self.device)).flatten()
         times = torch.full((idx.numel(),), self._time(frame), device=self.device)
-        out = render_rays(self.field, self.origins[view, idx], self.dirs[view, idx], times, self.config.num_samples,
-                          self.generator)
+        origins, dirs = self._rays(step, torch.full_like(idx, view), idx)
+        out = render_rays(self.field, origins, dirs, times, self.config.num_samples, self.generator)
 
         def as_image(x: torch.Tensor) -> torch.Tensor:
             return x.view(1, size, size, 3).permute(0, 3, 1, 2)
@@ -331,6 +389,8 @@ class _Fitter:
         cfg, total = self.config, self.config.iterations
         preview_camera = self.cameras.select([0])
         for step in range(total):
+            if step in self.register_at:  # before the field turns dynamic: frame 0 is what it holds then
+                self._register(step)
             self.field.dynamic = step >= self.static_steps and self.num_frames > 1
             self.field.deformation.anneal(min(self._dynamic_progress(step) / max(cfg.anneal_fraction, 1e-6), 1.0))
             frame, window = self._frame(step)
@@ -338,6 +398,8 @@ class _Fitter:
             self.nonfinite |= ~torch.isfinite(loss)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if self.view_rotations is not None and step < self.refine_from:  # the field needs a shape first
+                self.view_rotations.angles_deg.grad = None
             self.optimizer.step()
             self.scheduler.step()
             self._update_occupancy(step, window)
@@ -354,6 +416,11 @@ class _Fitter:
     @torch.no_grad()
     def _finish(self) -> DynamicNeRF:
         """Union-over-time occupancy for rendering any frame, then a frozen field in eval mode."""
+        if self._turned():
+            turns = (self.view_rotations.angles_deg * self.view_rotations.free).norm(dim=1).tolist()
+            log.info("4D fit: refined view rotations: %s", ", ".join(f"view {v} {a:.2f}°" for v, a in enumerate(turns)
+                                                                     if a > 0))
+            self.field.view_turns = self.view_rotations.world_rotations().cpu()  # a warm start keeps its own
         self.field.dynamic = self.num_frames > 1
         self.field.deformation.anneal(1.0)
         step_size = 2 * self.field.bound / self.config.num_samples

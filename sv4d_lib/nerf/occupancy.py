@@ -102,14 +102,15 @@ class OccupancyGrid(nn.Module):
 @torch.no_grad()
 def visual_hulls(
     cameras: OrbitCameras, masks: torch.Tensor, resolution: int, bound: float, margin_px: float = 0.5,
-    tolerance: int = 0,
+    tolerance: int = 0, turns: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-frame visual hulls (F, G³) bool over `[−bound, bound]³` from masks (V, F, H, W) in [0, 1].
 
     A cell belongs to frame f's hull when, in every view but `tolerance` of them, its centre projects within the
     cell's own projected half-diagonal plus `margin_px` of the silhouette (exact distances from a Euclidean distance
     transform, so the hull is as tight as the grid allows, yet thin parts and small misalignments between
-    generated views survive). Cells outside a view's image do not count against it.
+    generated views survive). Cells outside a view's image do not count against it. `turns` (V, 3, 3): rotations of
+    each view's rays about its camera centre (world axes, `alignment.ViewRotations`); None: the nominal cameras.
     """
     from scipy.ndimage import distance_transform_edt  # exact distances; torch has no distance transform
 
@@ -117,7 +118,13 @@ def visual_hulls(
     cameras.check_count(num_views, "masks")
     grid = OccupancyGrid(resolution, bound, 1)
     points = grid.cell_points()
-    pixels, depth = cameras.project(points, width, height)
+    if turns is None:
+        pixels, depth = cameras.project(points, width, height)
+    else:  # a camera turned by M sees x where the nominal one sees its centre + Mᵀ·(x − centre)
+        centres = cameras.c2w()[:, :3, 3].to(turns.device)
+        projected = [cameras.select([v]).project(centres[v] + (points - centres[v]) @ turns[v].to(points.dtype),
+                                                 width, height) for v in range(num_views)]
+        pixels, depth = (torch.cat(p) for p in zip(*projected))
     half_diagonal = math.sqrt(3) * bound / resolution
     reach = cameras.focal(height) * half_diagonal / depth.clamp(min=1e-6) + margin_px  # (V, G³) pixels
     inside_count = torch.zeros(num_frames, points.shape[0], dtype=torch.int16)

@@ -11,7 +11,8 @@ views show where its surface point lands, at every frame (production multi-view 
   (edge pixels mix object and background, and there a slightly wrong mesh takes background colour);
 * a point that lands on background in a view is not seen by that view (the mesh is a little off there).
 
-Every frame of every view contributes into the one canonical UV atlas (colour is constant over time in canonical
+Views that the fit found turned (`ViewSet.turns`, from `DynamicNeRF.view_turns`) are projected through their turned
+cameras. Every frame of every view contributes into the one canonical UV atlas (colour is constant over time in canonical
 space); texels that no view sees keep the field's colour, blended in with `field_weight` so the transition is
 continuous; seams are dilated afterwards (`texture.finish_texture`).
 """
@@ -37,6 +38,7 @@ class ViewSet:
     videos: torch.Tensor
     masks: torch.Tensor | None
     cameras: OrbitCameras
+    turns: torch.Tensor | None = None  # (V, 3, 3) world rotations of each view's rays (the fit's view corrections)
 
     def __post_init__(self) -> None:
         if self.videos.ndim != 5 or self.videos.shape[-1] != 3:
@@ -49,6 +51,14 @@ class ViewSet:
     @property
     def num_frames(self) -> int:
         return self.videos.shape[1]
+
+    def seen_by(self, view: int, points: torch.Tensor) -> torch.Tensor:
+        """Points (P, 3) moved so that the view's nominal camera sees them where its turned camera saw the
+        originals: centre + (x − centre)·M (identity without turns)."""
+        if self.turns is None:
+            return points
+        centre = self.cameras.c2w()[view, :3, 3].to(points.dtype)
+        return centre + (points - centre) @ self.turns[view].to(points.dtype)
 
 
 @dataclass
@@ -127,10 +137,15 @@ def projected_colours(
         corners = torch.from_numpy(positions[triangles])  # (P, 3, 3)
         points = torch.einsum("pk,pkd->pd", weights, corners)
         normals = F.normalize(torch.linalg.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), dim=-1)
-        surface = depth_maps(positions, faces, cameras, width, height)  # (V, H, W)
+        if views.turns is None:
+            surface = depth_maps(positions, faces, cameras, width, height)  # (V, H, W)
+        else:  # each turned camera sees its own moved copy of the mesh
+            moved = [views.seen_by(v, torch.from_numpy(positions)).numpy() for v in range(num_views)]
+            surface = torch.cat([depth_maps(moved[v], faces, cameras.select([v]), width, height)
+                                 for v in range(num_views)])
         edges = _inside_distance(masks[:, f])
         for v in range(num_views):  # one view at a time: memory stays at a few P-sized buffers, progress prompt
-            pixels, depth = (x[0] for x in cameras.select([v]).project(points, width, height))
+            pixels, depth = (x[0] for x in cameras.select([v]).project(views.seen_by(v, points), width, height))
             visible = depth <= _nearest_depth(surface[v:v + 1], pixels[None])[0] + (
                 settings.depth_tolerance_px * depth / focal)
             cosine = (F.normalize(centres[v] - points, dim=-1) * normals).sum(-1).clamp(min=0)

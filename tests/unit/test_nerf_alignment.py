@@ -9,7 +9,9 @@ import torch
 
 from bench.degraded_views import Degradation, degrade, misalignment_homography
 from bench.real_scene import SCENES, load_real_scene
-from sv4d_lib.nerf.alignment import align_views, warp_views
+from sv4d_lib.nerf.alignment import (AlignmentReport, ViewRotations, align_views, corrected_views, register_views,
+                                     warp_views)
+from sv4d_lib.nerf.occupancy import visual_hulls
 from tests.prerequisites import shared_reference
 
 POSE_ONLY = Degradation(exposure_stops=0.0, colour_gain=0.0, blur_sigma_px=(), timing_view=None)
@@ -73,3 +75,70 @@ def test_perfect_views_of_the_4_view_layout_are_left_untouched(size):
                                         bound(five.train_cameras))
     assert not any(report.moved), report.summary()
     assert torch.equal(videos, five.train_rgb) and torch.equal(masks, five.train_mask)
+
+
+def test_turned_rays_see_what_the_turned_camera_sees(scene):
+    """ViewRotations turns a view's rays as the camera whose image the misalignment homography makes: the turned
+    ray through pixel p is the nominal ray through the pixel that the homography carries to p."""
+    cameras = scene.train_cameras
+    axis, angle = torch.nn.functional.normalize(torch.tensor([0.3, -0.5, 0.8]), dim=0), 2.5
+    report = AlignmentReport(torch.zeros(9, 3), [0.0] * 9, [v == 4 for v in range(9)])
+    report.rotations_deg[4] = axis * angle
+    turned = ViewRotations(cameras, report, "cpu")
+    _, dirs = cameras.rays(128, 128)
+    pixels = torch.tensor([[10.5, 20.5], [64.5, 64.5], [120.5, 3.5], [33.5, 99.5]], dtype=torch.float64)
+    flat = ((pixels[:, 1] - 0.5) * 128 + pixels[:, 0] - 0.5).long()
+    for view in (4, 5):
+        got = turned(dirs[view, flat], torch.full((4,), view)).double()
+        # view 5 is not corrected: its rays stay nominal
+        homography = misalignment_homography(cameras, 128, 128, angle if view == 4 else 0.0, tuple(axis.tolist()))
+        source = torch.linalg.solve(homography.double(), torch.cat((pixels, torch.ones(4, 1)), 1).T).T
+        source = source[:, :2] / source[:, 2:]
+        focal = cameras.focal(128)
+        camera_dirs = torch.stack(((source[:, 0] - 64) / focal, -(source[:, 1] - 64) / focal, -torch.ones(4)), 1)
+        expected = torch.nn.functional.normalize(camera_dirs @ cameras.c2w()[view, :3, :3].double().T, dim=1)
+        assert torch.allclose(got, expected, atol=1e-5), (view, got, expected)
+
+
+def test_hulls_through_turned_cameras_recover_the_true_hull(scene):
+    """A view whose silhouettes are those of a turned camera carves the hull unless the hull is cut through that
+    turned camera (what the fit does once it knows the rotation)."""
+    cameras, frames = scene.train_cameras, [0, 10]
+    masks = scene.train_mask[:, frames]
+    rotation = torch.tensor([1.5, -2.0, 1.0])  # camera axes, degrees: pan, tilt and roll
+    turned = masks.clone()
+    homography = misalignment_homography(cameras, 128, 128, float(rotation.norm()),
+                                         tuple(torch.nn.functional.normalize(rotation, dim=0).tolist()))
+    _, turned[6] = warp_views(torch.ones(2, 128, 128, 3), turned[6], homography)
+    report = AlignmentReport(torch.zeros(9, 3), [0.0] * 9, [v == 6 for v in range(9)])
+    report.rotations_deg[6] = rotation
+    turns = ViewRotations(cameras, report, "cpu").world_rotations().detach()
+    size = bound(cameras)
+    truth = visual_hulls(cameras, masks, 64, size)
+    nominal = visual_hulls(cameras, turned, 64, size)
+    through_turned = visual_hulls(cameras, turned, 64, size, turns=turns)
+    # measured: IoU with the true hull 0.81 through the nominal camera, 0.99 through the turned one
+    assert iou(nominal.float(), truth.float()) < 0.85
+    assert iou(through_turned.float(), truth.float()) > 0.95
+
+
+def test_registration_to_the_field_finds_pan_tilt_and_roll(scene):
+    """`register_views` recovers each view's full turn, roll included (which the silhouettes cannot see), from
+    renders of a field that shows the object where the nominal cameras put it (here: the true views)."""
+    cameras, frames = scene.train_cameras, [10]
+    truth_rgb, truth_mask = scene.train_rgb[:, frames], scene.train_mask[:, frames]
+    rgb, masks = truth_rgb.clone(), truth_mask.clone()
+    turns = {2: (0.5, -1.0, 2.5), 5: (-1.5, 1.0, -2.0), 7: (0.0, 0.0, 2.0)}  # camera axes, degrees
+    for view, rotation in turns.items():
+        rotation = torch.tensor(rotation)
+        homography = misalignment_homography(cameras, 128, 128, float(rotation.norm()),
+                                             tuple(torch.nn.functional.normalize(rotation, dim=0).tolist()))
+        rgb[view], masks[view] = warp_views(rgb[view], masks[view], homography)
+    found = register_views(rgb, masks, truth_rgb, truth_mask, cameras, torch.zeros(9, 3))
+    expected = torch.zeros(9, 3)
+    for view, rotation in turns.items():
+        expected[view] = torch.tensor(rotation)
+    error = (found - expected).norm(dim=1)
+    # measured: ≤ 0.02° on every view, turned or not
+    assert float(error.max()) < 0.2, error
+    assert corrected_views(found) == [v in turns for v in range(9)]
