@@ -43,6 +43,7 @@ VIEW_SETS = ("5 views (4-view layout)", "9 views (8-view layout)", "12 views (4-
 SETTINGS: dict[str, dict] = {
     "default": {},
     "no view alignment": {"view_alignment": False},
+    "no view refinement (silhouette alignment only)": {"view_refinement": False},
     "no visibility weighting": {"visibility": False},
     "strict hulls (no view may disagree)": {"hull_tolerance": 0},
     "hull margin 2 px": {"hull_margin_px": 2.0},
@@ -61,6 +62,7 @@ RUNS: list[tuple[str, bool, str]] = [
     (VIEW_SETS[2], True, "default"),
     (VIEW_SETS[0], False, "default"),
     (VIEW_SETS[0], True, "default"),
+    (VIEW_SETS[1], True, "no view refinement (silhouette alignment only)"),
 ]
 DEFAULT_OUT = ROOT / "docs" / "bench_degraded_views.md"
 QUICK_CHANGES = {"iterations": 6, "rays_per_step": 256, "num_samples": 32, "resolution": 32}
