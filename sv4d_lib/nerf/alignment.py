@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import kornia
@@ -243,13 +244,15 @@ class RegistrationSettings:
 
 def register_views(videos: torch.Tensor, masks: torch.Tensor, rendered: torch.Tensor, rendered_alpha: torch.Tensor,
                    cameras: OrbitCameras, initial_deg: torch.Tensor,
-                   settings: RegistrationSettings = RegistrationSettings()) -> torch.Tensor:
+                   settings: RegistrationSettings = RegistrationSettings(),
+                   poll: Callable[[], None] | None = None) -> torch.Tensor:
     """Per-view rotations (V, 3) (axis-angle, degrees, camera axes; view 0 zero) that carry each view's frames
     (V, K, H, W, 3) and masks (V, K, H, W) onto renders of the field from the nominal cameras (same shapes).
 
     The field fitted to every view is their consensus; a turned view shows it moved by the homography of its turn
     (roll included, which the silhouettes cannot see), so the rotation that warps the view back onto the render is
-    the view's turn. Colour and alpha are compared blurred, coarse to fine, from `initial_deg` (V, 3).
+    the view's turn. Colour and alpha are compared blurred, coarse to fine, from `initial_deg` (V, 3). `poll` runs
+    after every step (a host's interrupt check may raise there).
     """
     num_views, frames, height, width, _ = videos.shape
     images = torch.cat((videos, masks[..., None]), dim=-1)[1:].flatten(0, 1).permute(0, 3, 1, 2).detach().cpu()
@@ -274,6 +277,8 @@ def register_views(videos: torch.Tensor, masks: torch.Tensor, rendered: torch.Te
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
+                if poll is not None:
+                    poll()
     return torch.cat((torch.zeros(1, 3), angles.detach()))
 
 

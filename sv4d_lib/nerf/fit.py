@@ -5,8 +5,8 @@ frames progressively while the deformation grid anneals coarse to fine. Each ste
 from a near-orthogonal view set and minimises the visibility-weighted MSE + silhouette loss + the canonical field's
 opacity total variation (the least surface where the views leave the shape open, docs/nerf4d_analysis.md), plus
 LPIPS on a patch when its weights are on disk. Views whose silhouettes disagree by a small camera rotation are fitted
-through their turned cameras, registered to the field and refined from colour as it sharpens (`alignment.py`). Samples outside the frame's visual hull carry no density
-(`occupancy.py`). Stage 2 warm-starts from a stage-1 field and refits all frames at once on refined targets (the
+through their turned cameras, registered to the field and refined from colour as it sharpens (`alignment.py`).
+Samples outside the frame's visual hull carry no density (`occupancy.py`). Stage 2 warm-starts from a stage-1 field and refits all frames at once on refined targets (the
 diffusion-denoised stage-1 renders). `FitConfig.preset` names the quality/speed trade-offs measured in
 docs/bench_nerf4d.md.
 """
@@ -32,6 +32,10 @@ from .render import DEFAULT_SAMPLES, render_rays, render_views, surface_normals
 
 # Callback(step, total, preview (H, W, 3) or None); raising from it aborts the fit.
 FitCallback = Callable[[int, int, "torch.Tensor | None"], None]
+
+# Views are registered to the field at most this many pixels high: the comparison is blurred, and the renders of
+# every view must stay a few seconds on a CPU (register_views recovers turns to 0.02° at 128 px).
+REGISTRATION_HEIGHT = 128
 
 # Pixels whose every channel is within this of 1.0 count as white background when no masks are given.
 WHITE_TOLERANCE = 4.0 / 255.0
@@ -265,10 +269,13 @@ class _Fitter:
         return self.view_rotations is not None and self.view_rotations.active
 
     @torch.no_grad()
-    def _register(self, step: int) -> None:
+    def _register(self, step: int, poll: Callable[[], None]) -> None:
         """Register every novel view to renders of the field from the nominal cameras (`register_views`): views
         turned by more than the alignment threshold are fitted through their turned cameras from here on (the
-        silhouettes miss rolls), the others through their nominal ones; the hulls are re-cut through them."""
+        silhouettes miss rolls), the others through their nominal ones; the hulls are re-cut through them.
+
+        Renders and comparisons run at most `REGISTRATION_HEIGHT` pixels high (the comparison is blurred anyway);
+        `poll` runs after each render and registration step (the host's interrupt check)."""
         open_frames = 1
         if self.field.dynamic:
             open_frames = self.num_frames
@@ -276,12 +283,18 @@ class _Fitter:
                 open_frames = frame_window(self._dynamic_progress(step), self.num_frames,
                                            self.config.progressive_fraction)
         frames = torch.linspace(0, open_frames - 1, min(3, open_frames)).round().long().unique().tolist()
-        renders = [render_views(self.field, self.cameras, self._time(f), self.width, self.height,
-                                self.config.num_samples) for f in frames]
+        height = min(self.height, REGISTRATION_HEIGHT)
+        width = max(8, round(self.width * height / self.height))
+        renders = []
+        for f in frames:
+            renders.append(render_views(self.field, self.cameras, self._time(f), width, height,
+                                        self.config.num_samples))
+            poll()
         shape = (self.num_views, self.num_frames, self.height, self.width)
-        rotations = register_views(self.rgb.view(*shape, 3)[:, frames], self.mask.view(shape)[:, frames],
-                                   torch.stack([r[0] for r in renders], 1), torch.stack([r[1] for r in renders], 1),
-                                   self.cameras, self.view_rotations.angles_deg * self.view_rotations.free)
+        videos, masks = _resize(self.rgb.view(*shape, 3)[:, frames], self.mask.view(shape)[:, frames], height)
+        rotations = register_views(videos, masks, torch.stack([r[0] for r in renders], 1),
+                                   torch.stack([r[1] for r in renders], 1), self.cameras,
+                                   self.view_rotations.angles_deg * self.view_rotations.free, poll=poll)
         moved = corrected_views(rotations)
         self.view_rotations.correct(rotations, moved)
         log.info("4D fit: views registered to the field at step %d: %s", step, ", ".join(
@@ -320,7 +333,7 @@ class _Fitter:
                                  generator=self.generator) if near_count else torch.empty(len(views), 0, dtype=torch.long)
         anywhere = torch.randint(self.height * self.width, (len(views), per_view - near_count), generator=self.generator)
         pixel_idx = torch.cat((near, anywhere), dim=1).flatten().to(self.device)
-        origins, dirs = self._rays(step, view_idx, pixel_idx)
+        origins, dirs = self._rays(view_idx, pixel_idx)
         target, mask = self.rgb[view_idx, frame, pixel_idx], self.mask[view_idx, frame, pixel_idx]
         times = torch.full((origins.shape[0],), self._time(frame), device=self.device)
         out = render_rays(self.field, origins, dirs, times, cfg.num_samples, self.generator)
@@ -331,7 +344,7 @@ class _Fitter:
             weights = torch.where(mask > 0.5, visibility_weights(normals, dirs), torch.ones_like(mask))
         loss = weighted_mse(out["rgb"], target, weights) + cfg.mask_weight * mask_loss(out["acc"], mask)
         if self.lpips is not None:
-            loss = loss + cfg.lpips_weight * self._lpips_loss(step, views[0], frame)
+            loss = loss + cfg.lpips_weight * self._lpips_loss(views[0], frame)
         if cfg.tv_weight > 0 and self.tv_cells.numel():  # an empty hull leaves nothing to regularise
             loss = loss + cfg.tv_weight * self._tv_loss()
         return loss
@@ -346,14 +359,14 @@ class _Fitter:
         sigma = self.field.canonical_density(torch.cat((x, x + self.tv_distance * direction)))
         return opacity_total_variation(*sigma.chunk(2), 2 * self.field.bound / cfg.num_samples)
 
-    def _rays(self, step: int, views: torch.Tensor, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _rays(self, views: torch.Tensor, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Origins and directions (R, 3) of pixels (R,) of views (R,), turned by the views' rotations."""
         origins, dirs = self.origins[views, pixels], self.dirs[views, pixels]
-        if self.view_rotations is not None and self.view_rotations.active:
+        if self._turned():
             dirs = self.view_rotations(dirs, views)
         return origins, dirs
 
-    def _lpips_loss(self, step: int, view: int, frame: int) -> torch.Tensor:
+    def _lpips_loss(self, view: int, frame: int) -> torch.Tensor:
         """LPIPS on a square patch around a random pixel near the object in one view."""
         size = min(self.config.lpips_patch, self.height, self.width)
         centre = int(torch.multinomial(self.near_object[view, frame], 1, generator=self.generator))  # CPU: no sync
@@ -362,7 +375,7 @@ class _Fitter:
         rows = torch.arange(top, top + size, device=self.device)[:, None] * self.width
         idx = (rows + torch.arange(left, left + size, device=self.device)).flatten()
         times = torch.full((idx.numel(),), self._time(frame), device=self.device)
-        origins, dirs = self._rays(step, torch.full_like(idx, view), idx)
+        origins, dirs = self._rays(torch.full_like(idx, view), idx)
         out = render_rays(self.field, origins, dirs, times, self.config.num_samples, self.generator)
 
         def as_image(x: torch.Tensor) -> torch.Tensor:
@@ -390,7 +403,7 @@ class _Fitter:
         preview_camera = self.cameras.select([0])
         for step in range(total):
             if step in self.register_at:  # before the field turns dynamic: frame 0 is what it holds then
-                self._register(step)
+                self._register(step, lambda: callback and callback(step, total, None))
             self.field.dynamic = step >= self.static_steps and self.num_frames > 1
             self.field.deformation.anneal(min(self._dynamic_progress(step) / max(cfg.anneal_fraction, 1e-6), 1.0))
             frame, window = self._frame(step)

@@ -159,3 +159,21 @@ def test_registration_to_the_field_finds_pan_tilt_and_roll(scene):
     # measured: ≤ 0.02° on every view, turned or not
     assert float(error.max()) < 0.2, error
     assert corrected_views(found) == [v in turns for v in range(9)]
+
+
+def test_registration_lets_the_host_interrupt_it(scene):
+    """The registration polls after every step, so an interrupt raised there stops it at once (ComfyUI's interrupt
+    check raises from the fit's callback)."""
+    calls = []
+
+    def poll() -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise InterruptedError("interrupted")
+
+    small = torch.nn.functional.interpolate(scene.train_rgb[:, :1, ..., 0], size=(16, 16))[..., None].expand(
+        -1, -1, -1, -1, 3).contiguous()
+    masks = torch.nn.functional.interpolate(scene.train_mask[:, :1], size=(16, 16))
+    with pytest.raises(InterruptedError):
+        register_views(small, masks, small, masks, scene.train_cameras, torch.zeros(9, 3), poll=poll)
+    assert len(calls) == 3
