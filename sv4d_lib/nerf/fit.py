@@ -36,6 +36,7 @@ FitCallback = Callable[[int, int, "torch.Tensor | None"], None]
 # Views are registered to the field at most this many pixels high: the comparison is blurred, and the renders of
 # every view must stay a few seconds on a CPU (register_views recovers turns to 0.02° at 128 px).
 REGISTRATION_HEIGHT = 128
+REGISTRATION_MIN_STEPS = 100  # static steps before the field is worth registering to (the draft preset has 200)
 
 # Pixels whose every channel is within this of 1.0 count as white background when no masks are given.
 WHITE_TOLERANCE = 4.0 / 255.0
@@ -243,9 +244,10 @@ class _Fitter:
         self.static_steps = 0 if self.warm or self.num_frames == 1 else int(config.static_fraction * config.iterations)
         scale = config.stage2_lr_scale if config.stage == 2 else 1.0
         self.refine_from = int(config.view_refinement_start * config.iterations)
-        # every view is registered to the field once frame 0 is fitted and again halfway through the motion
-        self.register_at = {self.static_steps, (self.static_steps + config.iterations) // 2} - {0} if (
-            self.view_rotations is not None) else set()
+        # every view is registered to the field once frame 0 is fitted and again halfway through the motion; a
+        # field of fewer static steps does not hold the object yet (smoke runs), and registering costs seconds
+        self.register_at = {self.static_steps, (self.static_steps + config.iterations) // 2} if (
+            self.view_rotations is not None and self.static_steps >= REGISTRATION_MIN_STEPS) else set()
         self.optimizer = _optimizer(self.field, config, scale, self.view_rotations)
         decay = config.lr_final_ratio ** (1.0 / max(config.iterations - 1, 1))
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, decay)
