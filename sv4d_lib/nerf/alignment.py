@@ -75,8 +75,9 @@ def rotation_matrix(axis_angle_deg: torch.Tensor) -> torch.Tensor:
 
 
 def rotation_homography(cameras: OrbitCameras, width: int, height: int, rotation: torch.Tensor) -> torch.Tensor:
-    """(3, 3) homography (or a batch (N, 3, 3) of them for rotations (N, 3, 3)), in pixel coordinates whose pixel centres sit at +0.5, that carries where a point is seen
-    by the nominal camera to where the camera turned by `rotation` (3, 3; camera axes, OpenGL) sees it."""
+    """(3, 3) homography (a batch (N, 3, 3) for rotations (N, 3, 3)), in pixel coordinates whose pixel centres sit
+    at +0.5, that carries where a point is seen by the nominal camera to where the camera turned by `rotation`
+    (3, 3; camera axes, OpenGL) sees it."""
     flip = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))  # OpenGL camera ↔ image (y down, z ahead)
     k = cameras.intrinsics(width, height).double()
     return k @ flip @ rotation.double().transpose(-1, -2) @ flip @ torch.linalg.inv(k)

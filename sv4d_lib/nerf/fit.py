@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from ..cameras import OrbitCameras
-from .alignment import AlignmentReport, ViewRotations, align_views, corrected_views, plan_alignment, register_views
+from .alignment import (AlignmentReport, RegistrationSettings, ViewRotations, align_views, corrected_views,
+                        plan_alignment, register_views)
 from .curriculum import frame_window, orthogonal_views
 from .field import DynamicNeRF, FieldConfig
 from .losses import load_lpips, mask_loss, opacity_total_variation, visibility_weights, weighted_mse
@@ -284,7 +285,8 @@ class _Fitter:
             if self.config.progressive:
                 open_frames = frame_window(self._dynamic_progress(step), self.num_frames,
                                            self.config.progressive_fraction)
-        frames = torch.linspace(0, open_frames - 1, min(3, open_frames)).round().long().unique().tolist()
+        count = min(RegistrationSettings().frames, open_frames)
+        frames = torch.linspace(0, open_frames - 1, count).round().long().unique().tolist()
         height = min(self.height, REGISTRATION_HEIGHT)
         width = max(8, round(self.width * height / self.height))
         renders = []
