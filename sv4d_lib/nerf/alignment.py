@@ -11,11 +11,12 @@ over the scene cube are projected into each view through its nominal camera turn
 soft visual hull (the product of every view's blurred mask at those points) is largest when all silhouettes agree,
 so the rotations maximise its volume, coarse to fine. View 0 (the input video, real footage) is the fixed reference.
 
-The silhouettes cannot see a roll, nor the part of a turn that looks like a move of the whole object. The fit
-therefore does not resample the views: it turns their rays (`ViewRotations`), starting from that estimate,
-registers every view to renders of the field once frame 0 is fitted and halfway through the motion
-(`register_views`; colour sees rolls), and refines the rotations of the turned views with the photometric loss.
-`align_views` (the warp) serves fits with the refinement off.
+The silhouettes cannot see a roll, nor the part of a turn that looks like a move of the whole object along view 0's
+axis; that move is fixed by keeping the object centred on the orbit, as SV4D draws it. The fit does not resample the
+views: it turns their rays (`ViewRotations`), starting from that estimate, registers every view to renders of the
+field once frame 0 is fitted and halfway through the motion (`register_views`; colour sees rolls), and refines the
+rotations of the turned views with the photometric loss. `align_views` (the warp) serves fits with the refinement
+off.
 """
 from __future__ import annotations
 
@@ -151,7 +152,7 @@ def estimate_rotations(masks: torch.Tensor, cameras: OrbitCameras, bound: float,
             loss.backward()
             optimizer.step()
     rotations = torch.cat((torch.zeros(1, 3), F.pad(pan_tilt.detach(), (0, 1))))
-    return _without_object_translation(rotations, cameras, width, height)
+    return _object_centred(rotations, masks, cameras, bound)
 
 
 def _centre_shift(cameras: OrbitCameras, width: int, height: int, rotations: torch.Tensor) -> torch.Tensor:
@@ -164,35 +165,65 @@ def _centre_shift(cameras: OrbitCameras, width: int, height: int, rotations: tor
     return torch.stack(shifts)
 
 
-def _without_object_translation(rotations: torch.Tensor, cameras: OrbitCameras, width: int, height: int
-                                ) -> torch.Tensor:
-    """Rotations (V, 3) less the part that only moves the whole object along view 0's axis: silhouettes agree
-    equally well on a shape moved in the world (each view sees the move as an image shift), and view 0, the fixed
-    reference, pins the two directions across its image but not the one along its axis (a change of size it barely
-    sees), so the estimate drifts there (on perfect views a pan pattern like sin(azimuth)). The move along that
-    axis that best explains the image shifts is taken out, which keeps the object where view 0 puts it. A common
-    tilt of every novel view (a systematic elevation error of the generated views) is a move across view 0's image
-    and stays in the estimate."""
-    shift = _centre_shift(cameras, width, height, rotations).flatten()  # (2V,)
+def _object_depth(masks: torch.Tensor, cameras: OrbitCameras, rotations: torch.Tensor, bound: float,
+                  samples: tuple[int, int] = (48, 192)) -> float | None:
+    """Where the object sits along view 0's viewing axis: the centroid of the visual hull, averaged over the clip,
+    seen through the cameras turned by `rotations` (V, 3) (degrees), from masks (V, F, H, W); None when the hull
+    reaches the end of the sampled range (the views do not bound the object along that axis). Sampled on a line of
+    `samples[1]` points along the axis through each of `samples[0]`² points across it: the axis is what matters."""
+    _, num_frames, height, _ = masks.shape
+    axis = cameras.view_directions()[0].float()
+    across = torch.linalg.svd(torch.eye(3) - axis[:, None] * axis[None]).U[:, :2]  # two unit vectors ⟂ axis
+    reach = bound * math.sqrt(3)
+    lateral = torch.linspace(-reach, reach, samples[0])
+    along = torch.linspace(-reach, reach, samples[1])
+    uv = torch.stack(torch.meshgrid(lateral, lateral, indexing="ij"), dim=-1).reshape(-1, 2)
+    points = ((uv @ across.T)[:, None] + along[:, None] * axis).reshape(-1, 3)  # (L²·A, 3)
+    c2w = cameras.c2w()
+    turn = rotation_matrix(rotations.float())
+    camera_points = ((points[None] - c2w[:, None, :3, 3]) @ c2w[:, :3, :3]) @ turn  # (V, P, 3) turned camera axes
+    soft = _soft_masks(masks.float().cpu(), height, 0.5)
+    occupancy = torch.zeros(len(points))
+    for frame in range(num_frames):  # frame by frame: no (V, F, P) tensor
+        inside = (_sample(soft[:, frame:frame + 1], camera_points, cameras.focal(height))[:, 0] > 0.5).all(dim=0)
+        occupancy += inside.float()
+    per_depth = occupancy.view(-1, samples[1]).sum(dim=0)  # (A,)
+    if per_depth.sum() == 0 or per_depth[0] > 0 or per_depth[-1] > 0:
+        return None
+    return float((per_depth * along).sum() / per_depth.sum())
+
+
+def _object_centred(rotations: torch.Tensor, masks: torch.Tensor, cameras: OrbitCameras, bound: float
+                    ) -> torch.Tensor:
+    """Rotations (V, 3) changed by the move of the whole object along view 0's axis that centres its visual hull's
+    centroid there. Silhouettes agree equally well on a shape moved in the world (each view sees the move as an
+    image shift), and view 0, the fixed reference, pins the two directions across its image but not the one along
+    its axis, so the estimate leaves that move free (a pan pattern like sin(azimuth)); SV4D draws its views of an
+    object centred at the orbit centre (its training renders, and the dev scenes, centre the object's bounding
+    box), which fixes it. The hull's centroid stands for that centre: its bounding box ends at carving wedges (on
+    the dev scene's 9 views the box centre is 0.011 off the true one along view 0's axis, the centroid 0.001). A
+    common tilt of every novel view (a systematic elevation error of the generated views) is a move across view 0's
+    image and stays in the estimate. Without a bounded hull the rotations stay as given."""
+    _, _, height, width = masks.shape
     step = 1e-3 * cameras.radius
     origin = cameras.project(torch.zeros(1, 3, dtype=torch.float64), width, height)[0][:, 0]
     axis = cameras.view_directions()[0] * step
-    moves = ((cameras.project(axis[None], width, height)[0][:, 0] - origin).flatten() / step)[:, None]  # (2V, 1)
-    # least absolute deviations per view (reweighted least squares): one turned view is an outlier to the object's
-    # move, and plain least squares would spread its error over the others
-    weights = torch.ones(len(rotations), dtype=torch.float64)
-    for _ in range(20):
-        w = weights.repeat_interleave(2)[:, None].sqrt()
-        translation = torch.linalg.lstsq(moves * w, shift[:, None] * w).solution
-        residual = (shift - (moves @ translation)[:, 0]).view(-1, 2)
-        weights = 1 / residual.norm(dim=1).clamp(min=0.1)
-    # back to pan/tilt: per view, the 2×2 linear map from (tilt, pan) degrees to the centre's shift
+    moves = (cameras.project(axis[None], width, height)[0][:, 0] - origin) / step  # (V, 2) pixels per unit move
+    # per view, the 2×2 linear map from (tilt, pan) degrees to the image centre's shift
     delta = 1e-2
     basis = [_centre_shift(cameras, width, height, torch.tensor([[delta, 0.0, 0.0]] * len(rotations)).double()),
              _centre_shift(cameras, width, height, torch.tensor([[0.0, delta, 0.0]] * len(rotations)).double())]
     jacobian = torch.stack(basis, dim=-1) / delta  # (V, 2, 2)
-    angles = torch.linalg.solve(jacobian, residual[..., None])[..., 0]
-    return F.pad(angles.float(), (0, 1))
+    for _ in range(2):  # the hull moves with the correction almost one to one: a second pass takes out the rest
+        depth = _object_depth(masks, cameras, rotations, bound)
+        if depth is None:
+            log.warning("the views do not bound the object along view 0's axis: its depth is left as estimated")
+            return rotations
+        # the same images explain an object moved by −depth when each turn's shift changes by +depth·moves
+        shift = _centre_shift(cameras, width, height, rotations.double()) + depth * moves
+        angles = torch.linalg.solve(jacobian, shift[..., None])[..., 0]
+        rotations = F.pad(angles.float(), (0, 1))
+    return rotations
 
 
 def plan_alignment(masks: torch.Tensor, cameras: OrbitCameras, bound: float,

@@ -2,6 +2,7 @@
 cameras, perfect views are left untouched, and the whole object does not drift."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -9,8 +10,8 @@ import torch
 
 from bench.degraded_views import Degradation, degrade, misalignment_homography
 from bench.real_scene import SCENES, load_real_scene
-from sv4d_lib.nerf.alignment import (AlignmentReport, ViewRotations, align_views, corrected_views, register_views,
-                                     warp_views)
+from sv4d_lib.nerf.alignment import (AlignmentReport, ViewRotations, align_views, corrected_views, plan_alignment,
+                                     register_views, warp_views)
 from sv4d_lib.nerf.occupancy import visual_hulls
 from tests.prerequisites import shared_reference
 
@@ -50,10 +51,10 @@ def test_turned_views_are_warped_back_to_their_cameras(scene):
     assert all(moved for moved, true in zip(report.moved[1:], pan_tilt) if true > 1.0), (report.summary(), pan_tilt)
     before = [iou(masks[v], scene.train_mask[v]) for v in range(1, 9)]
     after = [iou(aligned[v], scene.train_mask[v]) for v in range(1, 9)]
-    # measured: mean IoU with the true silhouettes 0.76 → 0.84; what is left is the rolls (not estimated) and the
-    # part of the errors that looks like a move of the whole object along view 0's axis (silhouettes cannot tell)
-    assert sum(after) / 8 > sum(before) / 8 + 0.05
-    assert sum(a < b - 0.01 for a, b in zip(after, before)) <= 2  # measured: 2 views a little worse, by ≤ 0.04
+    # measured: mean IoU with the true silhouettes 0.75 → 0.90 (0.84 while the object's move along view 0's axis
+    # was left to chance); what is left is mostly the rolls, which the silhouettes do not estimate
+    assert sum(after) / 8 > sum(before) / 8 + 0.1
+    assert sum(a < b - 0.01 for a, b in zip(after, before)) <= 1  # measured: 1 view worse, by 0.011
 
 
 def test_a_common_elevation_error_of_the_novel_views_is_found(scene):
@@ -81,6 +82,26 @@ def test_a_single_turned_view_is_found_and_the_others_stay(scene):
     # measured IoU with the true silhouettes 0.89 after the warp: the objective's common tilt bias (about 0.55°)
     # stays in the estimate; the fit's registration to the field takes it out
     assert iou(masks[3], scene.train_mask[3]) < 0.8 < 0.85 < iou(aligned[3], scene.train_mask[3])
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_the_object_stays_centred_along_view_0s_axis(scene, seed):
+    """Turns whose pans follow sin(azimuth) look like the object moving along view 0's axis, which the silhouettes
+    cannot tell from turned views; the estimate keeps the object centred (as SV4D's views show it), so what it
+    leaves of that pattern is much smaller than what the turns carry."""
+    cameras = scene.train_cameras
+    _, masks, defects = degrade(scene.train_rgb, scene.train_mask, cameras, dataclasses.replace(POSE_ONLY, seed=seed))
+    true_pan = torch.tensor([0.0] + [d.axis[1] * d.rotation_deg for d in defects[1:]])
+    found = plan_alignment(masks, cameras, bound(cameras)).rotations_deg[:, 1]
+    pattern = torch.tensor(cameras.azimuths_deg).deg2rad().sin()
+
+    def amplitude(pans: torch.Tensor) -> float:  # degrees of pan per unit sin(azimuth), least squares
+        return float((pans * pattern).sum() / pattern.square().sum())
+
+    # the draws carry +1.18° and −1.09°; measured left over: 0.06° and 0.03° (0.3–1° when the estimate took out only
+    # the object move that best explained the turns)
+    assert abs(amplitude(true_pan)) > 1.0
+    assert abs(amplitude(true_pan - found)) < 0.25
 
 
 @pytest.mark.parametrize("size", [128, 256])
