@@ -31,7 +31,7 @@ SETTINGS: dict[str, list[str]] = {
         f"Load Model.ckpt_name={TINY_4V}", f"Prepare Video.size={SMALL}", "Extend Video.steps=2", "Refine.steps=2",
         f"Render 4D.width={SMALL}", f"Render 4D.height={SMALL}", "Fit 4D (stage 1).iterations=30",
         "Fit 4D (stage 1).resolution=32", "Fit 4D (stage 2).iterations=20", "Fit 4D (stage 2).resolution=32",
-        "Export 4D Mesh.mesh_resolution=32",
+        "Export 4D Mesh.mesh_resolution=32", "Export 4D Mesh.texture_size=256",
     ],
     "SV4D 2.0 - fit your own multi-view videos": [
         *(f"Synthetic Scene (set {n}).{k}" for n in (1, 2) for k in ("width=32", "height=32", "frames=4")),
@@ -45,6 +45,7 @@ SETTINGS: dict[str, list[str]] = {
         *(f"Render 4D ({label}).{side}={SMALL}" for label in ("4 views", "8 views") for side in ("width", "height")),
         "Fit 4D (stage 1).iterations=15", "Fit 4D (stage 1).resolution=32", "Fit 4D (stage 2).iterations=10",
         "Fit 4D (stage 2).resolution=32", "Export 4D Mesh.mesh_resolution=32", "Export 4D Mesh.turntable=false",
+        "Export 4D Mesh.texture_size=256",
     ],
     "SV4D 2.0 - 4D fit of a real scene": ["Fit 4D.iterations=30", "Fit 4D.resolution=32",
                                           "Export 4D Mesh.mesh_resolution=32", f"Render 4D.width={SMALL}",
