@@ -119,6 +119,12 @@ def _sample(soft: torch.Tensor, points: torch.Tensor, focal: float) -> torch.Ten
     return F.grid_sample(soft, grid[:, None], mode="bilinear", padding_mode="zeros", align_corners=False)[:, :, 0]
 
 
+def _in_camera_axes(points: torch.Tensor, cameras: OrbitCameras) -> torch.Tensor:
+    """World points (P, 3) in each nominal camera's axes (V, P, 3) (OpenGL: the camera looks along −z)."""
+    c2w = cameras.c2w()
+    return (points[None] - c2w[:, None, :3, 3]) @ c2w[:, :3, :3]
+
+
 def estimate_rotations(masks: torch.Tensor, cameras: OrbitCameras, bound: float,
                        settings: AlignmentSettings = AlignmentSettings()) -> torch.Tensor:
     """Per-view rotations (V, 3) (axis-angle, degrees, camera axes; view 0 zero) that make the silhouettes of
@@ -128,8 +134,7 @@ def estimate_rotations(masks: torch.Tensor, cameras: OrbitCameras, bound: float,
     frames = torch.linspace(0, num_frames - 1, min(settings.frames, num_frames)).round().long().unique()
     axis = torch.linspace(-bound, bound, settings.grid)
     points = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
-    c2w = cameras.c2w()
-    camera_points = (points[None] - c2w[:, None, :3, 3]) @ c2w[:, :3, :3]  # (V, P, 3) nominal camera axes
+    camera_points = _in_camera_axes(points, cameras)  # (V, P, 3)
     size = min(settings.size, height)
     focal = cameras.focal(size)
     # pan and tilt only: they move the image (up to ~f·angle pixels); a roll about the optical axis barely changes a
@@ -179,9 +184,7 @@ def _object_depth(masks: torch.Tensor, cameras: OrbitCameras, rotations: torch.T
     along = torch.linspace(-reach, reach, samples[1])
     uv = torch.stack(torch.meshgrid(lateral, lateral, indexing="ij"), dim=-1).reshape(-1, 2)
     points = ((uv @ across.T)[:, None] + along[:, None] * axis).reshape(-1, 3)  # (L²·A, 3)
-    c2w = cameras.c2w()
-    turn = rotation_matrix(rotations.float())
-    camera_points = ((points[None] - c2w[:, None, :3, 3]) @ c2w[:, :3, :3]) @ turn  # (V, P, 3) turned camera axes
+    camera_points = _in_camera_axes(points, cameras) @ rotation_matrix(rotations.float())  # (V, P, 3) turned axes
     soft = _soft_masks(masks.float().cpu(), height, 0.5)
     occupancy = torch.zeros(len(points))
     for frame in range(num_frames):  # frame by frame: no (V, F, P) tensor

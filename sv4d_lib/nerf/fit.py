@@ -6,9 +6,9 @@ from a near-orthogonal view set and minimises the visibility-weighted MSE + silh
 opacity total variation (the least surface where the views leave the shape open, docs/nerf4d_analysis.md), plus
 LPIPS on a patch when its weights are on disk. Views whose silhouettes disagree by a small camera rotation are fitted
 through their turned cameras, registered to the field and refined from colour as it sharpens (`alignment.py`).
-Samples outside the frame's visual hull carry no density (`occupancy.py`). Stage 2 warm-starts from a stage-1 field and refits all frames at once on refined targets (the
-diffusion-denoised stage-1 renders). `FitConfig.preset` names the quality/speed trade-offs measured in
-docs/bench_nerf4d.md.
+Samples outside the frame's visual hull carry no density (`occupancy.py`). Stage 2 warm-starts from a stage-1 field
+and refits all frames at once on refined targets (the diffusion-denoised stage-1 renders). `FitConfig.preset` names
+the quality/speed trade-offs measured in docs/bench_nerf4d.md.
 """
 from __future__ import annotations
 

@@ -98,8 +98,8 @@ def test_the_object_stays_centred_along_view_0s_axis(scene, seed):
     def amplitude(pans: torch.Tensor) -> float:  # degrees of pan per unit sin(azimuth), least squares
         return float((pans * pattern).sum() / pattern.square().sum())
 
-    # the draws carry +1.18° and −1.09°; measured left over: 0.06° and 0.03° (1.02° and 1.16° when the estimate took
-    # out only the object move that best explained the turns)
+    # the draws carry +1.18° and −1.09°; measured left over: 0.06° and 0.03° (1.02° and 1.16° when the estimate
+    # took out only the object move that best explained the turns)
     assert abs(amplitude(true_pan)) > 1.0
     assert abs(amplitude(true_pan - found)) < 0.25
 
