@@ -44,7 +44,7 @@ SETTINGS: dict[str, dict] = {
     "default": {},
     "no view alignment": {"view_alignment": False},
     "no view refinement (silhouette alignment only)": {"view_refinement": False},
-    "no visibility weighting": {"visibility": False},
+    "visibility weighting (the paper's)": {"visibility": True},
     "strict hulls (no view may disagree)": {"hull_tolerance": 0},
     "hull margin 2 px": {"hull_margin_px": 2.0},
     "no visual hulls": {"hulls": False},
@@ -55,7 +55,7 @@ RUNS: list[tuple[str, bool, str]] = [
     (VIEW_SETS[1], False, "default"),
     (VIEW_SETS[1], True, "default"),
     (VIEW_SETS[1], True, "no view alignment"),
-    (VIEW_SETS[1], True, "no visibility weighting"),
+    (VIEW_SETS[1], True, "visibility weighting (the paper's)"),
     (VIEW_SETS[1], True, "strict hulls (no view may disagree)"),
     (VIEW_SETS[1], True, "hull margin 2 px"),
     (VIEW_SETS[2], False, "default"),
@@ -171,9 +171,10 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def keep_rows(store: Path, key: dict, rows: list[dict]) -> list[dict]:
-    """Add `rows` to the runs kept in `store` under the same `key` (preset, size, stride, seed), replacing earlier
-    rows of the same runs, and write them back: each fit takes minutes, so runs accumulate across invocations.
-    Rows kept under another key are dropped (their numbers are not comparable). Returns all kept rows, in RUNS order."""
+    """Add `rows` to the runs kept in `store` under the same `key` (preset and its settings, size, stride, seed),
+    replacing earlier rows of the same runs, and write them back: each fit takes minutes, so runs accumulate across
+    invocations. Rows kept under another key are dropped (their numbers are not comparable). Returns all kept rows,
+    in RUNS order."""
     kept = json.loads(store.read_text()) if store.exists() else {}
     new = {r["run"] for r in rows}
     earlier = [r for r in kept.get("rows", []) if r["run"] not in new] if kept.get("key") == key else []
@@ -205,7 +206,9 @@ def main() -> None:
     changes = QUICK_CHANGES if args.quick else {}
     stride = 20 if args.quick else args.frames_stride
     rows = run(indices, args.preset, changes, args.size, stride, degradation)
-    key = {"preset": args.preset, "size": args.size, "stride": stride, "seed": args.seed}
+    # the preset's resolved settings belong to the key: when a default changes, the earlier rows are dropped
+    fitter = json.loads(json.dumps(dataclasses.asdict(FitConfig.preset(args.preset, **changes))))
+    key = {"preset": args.preset, "size": args.size, "stride": stride, "seed": args.seed, "fitter": fitter}
     rows = keep_rows(args.out.with_suffix(".json"), key, rows)
     text = report(rows, args.preset, args.size, stride, degradation, load)
     atomic_write(args.out, text)

@@ -124,7 +124,7 @@ def run(layout: str, field_path: str | None, quick: bool) -> dict:
         "max_residual": export.max_residual, "old_unconverged": old_share, "old_max_residual": old_worst,
         "depth_auto": float(np.ptp(mesh.frames[0][:, 2])), "depth_old": float(np.ptp(surface.vertices[:, 2])),
         "depth_truth": float(np.ptp(truth_vertices[:, 2])), "worst_gaps": worst_gaps,
-        "settings": settings,
+        "settings": settings, "silhouettes": export.silhouettes,
     })
     return result
 
@@ -183,10 +183,14 @@ def layout_markdown(r: dict) -> list[str]:
         f"| front-to-back depth of frame 0: auto level / constant {OLD_LEVEL:g} / ground truth | "
         f"{r['depth_auto']:.3f} / {r['depth_old']:.3f} / {r['depth_truth']:.3f} |",
         f"| connected components found / dropped | {r['components']} / {r['dropped']} |",
-        f"| vertex-frames not converged (residual > 1e-3·bound): Gauss–Newton / fixed point ({OLD_ITERATIONS} it.) | "
+        f"| vertex-frames without a valid root (residual > 1e-3·bound or culled): Gauss–Newton / fixed point "
+        f"({OLD_ITERATIONS} it., residual only) | "
         f"{100 * r['unconverged']:.2f} % / {100 * r['old_unconverged']:.2f} % |",
         f"| worst residual: Gauss–Newton (before neighbour fill) / fixed point | {r['max_residual']:.3g} / "
         f"{r['old_max_residual']:.3g} |",
+        "| outline moved onto the views' masks: rounds / rim vertices / mean move of the last round | "
+        + ("off |" if r["silhouettes"] is None else f"{r['silhouettes'].rounds} / {r['silhouettes'].rim_vertices} / "
+           f"{r['silhouettes'].mean_move:.2e} |"),
         f"| morph normals / seamless loop | {r['morph_normals']} / {r['closes_loop']} |",
         "| longest gap between progress calls per stage (bounds the interrupt latency; machine load above) | "
         + ", ".join(f"{k} {v:.2f} s" for k, v in r["worst_gaps"].items()) + " |",

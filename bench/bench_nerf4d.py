@@ -68,14 +68,14 @@ class Settings:
 
 
 ABLATION: dict[str, dict] = {
-    "all on (the default design)": {},
+    "the default design": {},
     "no per-frame visual hulls": {"hulls": False},
     "deformation MLP without its hash grid (1 coarse level)": {
         "field_deformation": {"grid": {"otype": "HashGrid", "n_levels": 1, "n_features_per_level": 2,
                                        "log2_hashmap_size": 14, "base_resolution": 8, "per_level_scale": 1.0}}},
     "no coarse-to-fine annealing": {"anneal_fraction": 0.0},
     "no progressive frames": {"progressive": False},
-    "no visibility weighting": {"visibility": False},
+    "visibility weighting on (the paper's; off by default)": {"visibility": True},
     "no opacity total variation": {"tv_weight": 0.0},
 }
 

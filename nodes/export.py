@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 # ComfyUI ≥ 0.12 has a typed 3D-file socket (File3D); 0.3.75 only takes a STRING path in Preview3D.
 HAS_FILE3D = hasattr(io, "File3DGLB")
 # Share of the progress bar per export stage (measured proportions of a CPU export at the defaults).
-STAGE_SPAN = dict(zip(STAGES, (0.2, 0.2, 0.35, 0.05, 0.2)))
+STAGE_SPAN = dict(zip(STAGES, (0.2, 0.2, 0.1, 0.25, 0.05, 0.2)))
 _DEFAULTS = ExportSettings()
 
 
@@ -54,14 +54,14 @@ def _progress_bar() -> ExportProgress:
 
 
 def _views(images, cameras, masks) -> ViewSet | None:
-    """The views to project the texture from; None (the field's colour) when `images` or `cameras` is missing."""
+    """The views the field was fitted to (outline and texture); None when neither `images` nor `cameras` is
+    connected."""
     if images is None and cameras is None:
         return None
     if images is None or cameras is None:
         missing = "images" if images is None else "cameras"
-        raise ValueError(f"texture_source 'views' needs both `images` and `cameras`; `{missing}` is not connected: "
-                         "connect the multi-view video and its cameras (those of SV4D2 Fit 4D), or set "
-                         "texture_source to 'field'")
+        raise ValueError(f"the views need both `images` and `cameras`; `{missing}` is not connected: connect the "
+                         "multi-view video and its cameras (those of SV4D2 Fit 4D), or disconnect both")
     check_finite(images, "images")
     videos = split_views(images[..., :3], cameras)
     mask_videos = None
@@ -139,7 +139,8 @@ class SV4D2Export4DMesh(io.ComfyNode):
                                "connected, the field is used and the report says so."),
                 io.Image.Input("images", optional=True,
                                tooltip="The multi-view video the field was fitted to (the same input as SV4D2 Fit "
-                               "4D's images, view-major): the texture is projected from it."),
+                               "4D's images, view-major): the mesh's outline is moved onto its masks at every "
+                               "frame, and with texture_source 'views' the texture is projected from it."),
                 Cameras.Input("cameras", optional=True, tooltip="The orbit of `images` (input view first)."),
                 io.Mask.Input("masks", optional=True,
                               tooltip="Object masks of `images` (1 = object); without them non-white pixels count "
@@ -163,7 +164,7 @@ class SV4D2Export4DMesh(io.ComfyNode):
         if problem:
             raise ValueError(problem)
         rate = resolve_fps(fps, video)
-        views = _views(images, cameras, masks) if texture_source == "views" else None
+        views = _views(images, cameras, masks)
         settings = ExportSettings(
             surface=SurfaceSettings(resolution=mesh_resolution, level=density_level or None,
                                     smoothing_iterations=smoothing, face_budget=face_budget),

@@ -43,8 +43,7 @@ class SV4D2Fit4D(io.ComfyNode):
             node_id="SV4D2Fit4D",
             display_name="SV4D2 Fit 4D",
             category="SV4D2/4d",
-            description="4D optimisation (SV4D 2.0 §4): static-to-dynamic dynamic NeRF with visibility-weighted "
-            "photometric, mask and (when its weights are on disk) LPIPS losses. Generated views whose camera is "
+            description="4D optimisation (SV4D 2.0 §4): static-to-dynamic dynamic NeRF with photometric, mask and (when its weights are on disk) LPIPS losses. Generated views whose camera is "
             "turned by a few degrees (their silhouettes disagree with the others) are fitted through the turned "
             "camera, whose rotation is refined from colour during the fit (the object is taken to sit at the orbit "
             "centre, as SV4D draws it); the console says which views and by how much, and Export 4D Mesh textures "

@@ -4,11 +4,12 @@ Pipeline (each stage reports progress; raising from the callback stops the expor
 1. `surface`: canonical density grid, surface level from the fitted opacity, marching cubes, floaters dropped,
    Taubin smoothing, decimation to the face budget (`mesh.py`);
 2. `deformation`: every vertex carried to every frame by inverting the backward warp (`vertex_solve.py`);
-3. `baking`: UV atlas and baseColor texture projected from the views the field was fitted to, onto the deformed
+3. `silhouettes`: with the views given, the mesh's outline moved onto their masks at every frame (`silhouettes.py`);
+4. `baking`: UV atlas and baseColor texture projected from the views the field was fitted to, onto the deformed
    mesh of every frame (`projection.py`), the canonical colour of the field where no view sees the surface
    (`texture.py`); or from the field alone; or vertex colours;
-4. `writing`: one GLB, one morph target per frame, a looping animation named after the file (`gltf.py`);
-5. `turntable`: the written GLB read back and ray-cast around the orbit, playing its animation (`raycast.py`).
+5. `writing`: one GLB, one morph target per frame, a looping animation named after the file (`gltf.py`);
+6. `turntable`: the written GLB read back and ray-cast around the orbit, playing its animation (`raycast.py`).
 
 One mesh is extracted in canonical space (= frame 0), so topology, UVs and texture stay fixed and each frame is a
 morph target. Both files are written under temporary names and renamed only when both are complete and checked, so
@@ -31,17 +32,18 @@ from ..atomic import atomic_files
 from ..cameras import DEFAULT_FOV_DEG, DEFAULT_RADIUS, OrbitCameras
 from .vertex_solve import FrameSolve, solve_frames
 from .gltf import AnimatedMesh, animated_glb, read_glb
-from .mesh import SurfaceReport, SurfaceSettings, extract_surface
+from .mesh import SurfaceReport, SurfaceSettings, extract_surface, vertex_normals
 from .projection import ProjectionSettings, ViewSet, blend_with_field, projected_colours
+from .silhouettes import SilhouetteReport, SilhouetteSettings, refine_silhouettes
 from .raycast import render_mesh
 from .texture import BakeSettings, field_colours, finish_texture, uv_atlas
 
 if TYPE_CHECKING:
     from .field import DynamicNeRF
 
-# Progress(stage, done, total): stage is "surface", "deformation", "baking", "writing" or "turntable".
+# Progress(stage, done, total): stage is one of STAGES, in that order.
 ExportProgress = Callable[[str, int, int], None]
-STAGES = ("surface", "deformation", "baking", "writing", "turntable")
+STAGES = ("surface", "deformation", "silhouettes", "baking", "writing", "turntable")
 # Morph normals are written when some frame turns more than this share of the normals by over 10°: without them a
 # lit viewer shades moving limbs with their rest-pose normals.
 MORPH_NORMAL_SHARE = 0.01
@@ -52,6 +54,7 @@ class ExportSettings:
     """Everything that shapes the export besides the field, the frame rate and the file name."""
 
     surface: SurfaceSettings = dataclass_field(default_factory=SurfaceSettings)
+    silhouettes: SilhouetteSettings = dataclass_field(default_factory=SilhouetteSettings)  # with the views given
     bake: BakeSettings = dataclass_field(default_factory=BakeSettings)
     colour: str = "texture"  # "texture" (UV atlas + baseColor image) or "vertex" (COLOR_0)
     texture_source: str = "views"  # "views": projected from the views when given (else the field); "field"
@@ -79,6 +82,7 @@ class Export4D:
     closes_loop: bool
     surface: SurfaceReport
     solves: list[FrameSolve]
+    silhouettes: SilhouetteReport | None  # None: no views were given
     texture_source: str  # what coloured the mesh: "views", "field" or "vertex colours from the field"
     view_coverage: float  # share of the texture's surface texels that at least one view sees (0 without views)
     seconds: dict[str, float] = dataclass_field(default_factory=dict)
@@ -90,7 +94,7 @@ class Export4D:
 
     @property
     def unconverged_share(self) -> float:
-        """Share of vertex-frames whose solve stayed above the tolerance (moved with their neighbours instead)."""
+        """Share of vertex-frames without a valid root of the solve (moved with their neighbours instead)."""
         return sum(s.unconverged for s in self.solves) / sum(s.vertices for s in self.solves)
 
     def summary(self) -> str:
@@ -98,12 +102,15 @@ class Export4D:
         colour = self.texture_source
         if self.texture_source == "views":
             colour = f"texture from the views ({100 * self.view_coverage:.1f} % of texels seen, the rest from the field)"
+        outline = "" if self.silhouettes is None else (
+            f"; outline moved onto the views' masks ({self.silhouettes.rim_vertices} rim vertices, mean move "
+            f"{self.silhouettes.mean_move:.2e} in the last of {self.silhouettes.rounds} rounds)")
         return (f"{self.glb.name}: {self.file_bytes / 1e6:.2f} MB, {self.faces} faces, {self.vertices} vertices, "
                 f"{self.num_frames} frames at {self.fps:g} fps ({loop}); colour: {colour}; surface level "
                 f"σ={self.surface.level:.3g}, "
                 f"{self.surface.components_dropped} floaters dropped; deformation residual max "
-                f"{self.max_residual:.2e}, {100 * self.unconverged_share:.2f} % of vertex-frames did not converge "
-                "and follow their neighbours")
+                f"{self.max_residual:.2e}, {100 * self.unconverged_share:.2f} % of vertex-frames had no valid root "
+                f"and follow their neighbours{outline}")
 
 
 def safe_stem(name: str) -> str:
@@ -112,16 +119,6 @@ def safe_stem(name: str) -> str:
     if not stem.strip("_-"):
         raise ValueError(f"file name {name!r} has no usable characters; use letters, digits, '-' or '_'")
     return stem
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals (N, 3) float32 (trimesh); a vertex without area gets +y."""
-    import trimesh
-
-    normals = np.asarray(trimesh.Trimesh(vertices, faces, process=False).vertex_normals, dtype=np.float32)
-    bad = ~np.isfinite(normals).all(axis=1) | (np.linalg.norm(normals, axis=1) < 0.5)
-    normals[bad] = (0.0, 1.0, 0.0)
-    return normals
 
 
 def _turned_share(base: np.ndarray, frame_normals: np.ndarray) -> float:
@@ -201,26 +198,35 @@ def export_4d(
     faces = np.asarray(surface.faces, np.int64)
     lap("surface")
     times = [k / max(num_frames - 1, 1) for k in range(num_frames)]
-    project = settings.colour == "texture" and settings.texture_source == "views" and views is not None
-    if project and field.view_turns is not None:
+    if views is not None and field.view_turns is not None:
         if len(field.view_turns) != views.videos.shape[0]:
             raise ValueError(f"the field was fitted to {len(field.view_turns)} views, some of them turned, but "
-                             f"{views.videos.shape[0]} views are given for its texture; connect the views it was "
-                             "fitted to (same order), or set texture_source to 'field'")
+                             f"{views.videos.shape[0]} views are given; connect the views it was fitted to (same "
+                             "order), or leave them out (disconnect images and cameras)")
         views = replace(views, turns=field.view_turns)
-    view_times = [f / max(views.num_frames - 1, 1) for f in range(views.num_frames)] if project else times
+    project = settings.colour == "texture" and settings.texture_source == "views" and views is not None
+    view_times = [f / max(views.num_frames - 1, 1) for f in range(views.num_frames)] if views is not None else times
     edges = np.asarray(surface.edges_unique)
     deformation = stage("deformation")
     frames, solves = solve_frames(field, vertices, edges, times, progress=deformation)
     # the views' frames, where the animation samples the clip at other times (the bar stays full meanwhile)
     view_frames = frames if view_times == times else solve_frames(
         field, vertices, edges, view_times, progress=lambda done, total: deformation(total, total))[0]
+    lap("deformation")
+    outline = stage("silhouettes")
+    silhouettes = None
+    if views is not None and settings.silhouettes.rounds > 0:
+        moved = [view_frames] if view_frames is frames else [view_frames, frames]
+        vertices, moved, silhouettes = refine_silhouettes(vertices, faces, edges, moved, views, settings.silhouettes,
+                                                          outline)
+        view_frames, frames = moved[0], moved[-1]
+    outline(1, 1)
+    lap("silhouettes")
     normals = vertex_normals(vertices, faces)
     frame_normals = np.stack([vertex_normals(f, faces) for f in frames])
     morph_normals = settings.morph_normals
     if morph_normals is None:
         morph_normals = num_frames > 1 and _turned_share(normals, frame_normals) > MORPH_NORMAL_SHARE
-    lap("deformation")
     bake = stage("baking")
     if settings.colour == "texture":
         cut = uv_atlas(vertices, faces, settings.bake.size, settings.bake.padding, wait=lambda: bake(0, 1))
@@ -261,5 +267,5 @@ def export_4d(
             check_video(temporaries[1], images.shape[0])
             lap("turntable")
     return Export4D(glb_path, video_path if settings.turntable else None, len(data), float(fps), num_frames,
-                    len(mesh.vertices), len(mesh.faces), bool(morph_normals), closes_loop, report, solves, source, coverage,
-                    seconds)
+                    len(mesh.vertices), len(mesh.faces), bool(morph_normals), closes_loop, report, solves, silhouettes,
+                    source, coverage, seconds)

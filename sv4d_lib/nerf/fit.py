@@ -2,10 +2,11 @@
 
 Stage 1 starts static (canonical NeRF on frame 0, deformation off), then unfreezes the deformation and opens the
 frames progressively while the deformation grid anneals coarse to fine. Each step renders random rays of one frame
-from a near-orthogonal view set and minimises the visibility-weighted MSE + silhouette loss + the canonical field's
-opacity total variation (the least surface where the views leave the shape open, docs/nerf4d_analysis.md), plus
-LPIPS on a patch when its weights are on disk. Views whose silhouettes disagree by a small camera rotation are fitted
-through their turned cameras, registered to the field and refined from colour as it sharpens (`alignment.py`).
+from a near-orthogonal view set and minimises the MSE (visibility-weighted as in the paper when `visibility` is on;
+measured worse on real content) + silhouette loss + the canonical field's opacity total variation (the least surface
+where the views leave the shape open, docs/nerf4d_analysis.md), plus LPIPS on a patch when its weights are on disk.
+Views whose silhouettes disagree by a small camera rotation are fitted through their turned cameras, registered to
+the field and refined from colour as it sharpens (`alignment.py`).
 Samples outside the frame's visual hull carry no density (`occupancy.py`). Stage 2 warm-starts from a stage-1 field
 and refits all frames at once on refined targets (the diffusion-denoised stage-1 renders). `FitConfig.preset` names
 the quality/speed trade-offs measured in docs/bench_nerf4d.md.
@@ -52,7 +53,7 @@ class FitConfig:
     measured trade-offs; on a GPU raise `rays_per_step` and `resolution`."""
 
     bound: float | None = None  # half-size of the scene cube; None: radius·tan(fov/2), what a view sees at the origin
-    iterations: int = 3000
+    iterations: int = 3500  # with visibility weighting off, as long as 3000 steps with it (docs/bench_nerf4d.md)
     seed: int = 0
     stage: int = 1  # 1: static→dynamic from scratch (or `init`); 2: warm-started refit on refined targets
     resolution: int | None = None  # training height in pixels (videos are resized); None keeps the input size
@@ -72,7 +73,10 @@ class FitConfig:
     hulls: bool = True  # cull samples outside each frame's visual hull of the masks
     hull_margin_px: float = 0.5  # silhouette dilation (beyond a projected cell) that tolerates misaligned views
     hull_tolerance: int | None = None  # views that may disagree on a hull cell; None: 0 up to 5 views, else 1
-    visibility: bool = True
+    # SV4D 2.0's visibility-weighted photometric loss (clipped cosine of the normal to the ray); off by default: on the
+    # real dev scene it cost 0.43 dB held-out with 9 views, 0.13 dB with 5 and 0.23 dB from degraded views, and it
+    # needs the density's double backward (docs/bench_nerf4d.md)
+    visibility: bool = False
     visibility_start: float = 0.2  # weights need a surface: start after this share of the iterations
     mask_weight: float = 1.0
     tv_weight: float = 0.03  # opacity total variation: least surface where the views leave the shape open

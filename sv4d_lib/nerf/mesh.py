@@ -210,3 +210,13 @@ def extract_surface(
     if not np.isfinite(mesh.vertices).all() or len(mesh.faces) == 0:
         raise ValueError("surface extraction produced an empty or non-finite mesh; fit longer or lower the level")
     return mesh, SurfaceReport(level, found, dropped, extracted, len(mesh.faces))
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals (N, 3) float32 (trimesh); a vertex without area gets +y."""
+    import trimesh
+
+    normals = np.asarray(trimesh.Trimesh(vertices, faces, process=False).vertex_normals, dtype=np.float32)
+    bad = ~np.isfinite(normals).all(axis=1) | (np.linalg.norm(normals, axis=1) < 0.5)
+    normals[bad] = (0.0, 1.0, 0.0)
+    return normals

@@ -79,7 +79,7 @@ def _inside_distance(masks: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.stack([distance_transform_edt(m) for m in inside])).float()
 
 
-def _sample(images: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+def sample_pixels(images: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
     """Bilinear samples (N, P, C) of images (N, C, H, W) at pixel coordinates (N, P, 2) (column, row; centres at
     +0.5); outside the image the border value."""
     height, width = images.shape[-2:]
@@ -123,7 +123,9 @@ def projected_colours(
                          "vertices at the views' frame times")
     cameras = views.cameras
     num_views, num_frames, height, width, _ = views.videos.shape
-    texel, triangles, weights = texel_samples(mesh, size)
+    total_steps = num_frames * num_views
+    # rasterising the atlas takes seconds at 1024²: its checks keep interrupts prompt (the bar stays at 0)
+    texel, triangles, weights = texel_samples(mesh, size, 1, (lambda: progress(0, total_steps)) if progress else None)
     weights = torch.from_numpy(weights).float()
     centres = cameras.c2w()[:, :3, 3]  # (V, 3)
     focal = cameras.focal(height)
@@ -149,13 +151,13 @@ def projected_colours(
             visible = depth <= _nearest_depth(surface[v:v + 1], pixels[None])[0] + (
                 settings.depth_tolerance_px * depth / focal)
             cosine = (F.normalize(centres[v] - points, dim=-1) * normals).sum(-1).clamp(min=0)
-            edge = _sample(edges[v:v + 1, None], pixels[None])[0, :, 0]
+            edge = sample_pixels(edges[v:v + 1, None], pixels[None])[0, :, 0]
             weight = cosine.pow(settings.angle_power) * (edge / settings.edge_px).clamp(max=1) * visible
-            colour = _sample(views.videos[v, f].permute(2, 0, 1)[None].float().cpu(), pixels[None])[0]
+            colour = sample_pixels(views.videos[v, f].permute(2, 0, 1)[None].float().cpu(), pixels[None])[0]
             total.index_add_(0, texel, (weight[:, None] * colour).double())
             weight_sum.index_add_(0, texel, weight.double())
             if progress is not None:
-                progress(f * num_views + v + 1, num_frames * num_views)
+                progress(f * num_views + v + 1, total_steps)
     return total.numpy(), weight_sum.numpy()
 
 

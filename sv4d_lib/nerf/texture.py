@@ -147,7 +147,13 @@ def texel_samples(mesh: UVMesh, size: int, samples_per_axis: int = 1,
     triangles = mesh.faces[ids.reshape(-1)[index]].astype(np.int64)
     centres = np.stack((cols + 0.5, rows + 0.5), axis=-1) / fine
     texel = (rows // samples_per_axis) * size + cols // samples_per_axis
-    return texel, triangles, barycentric(centres, mesh.uv[triangles])
+    weights = np.empty((index.size, 3))
+    for start in range(0, index.size, 16 * QUERY_POINTS):  # millions of samples at 2048²: interrupts stay prompt
+        part = slice(start, start + 16 * QUERY_POINTS)
+        weights[part] = barycentric(centres[part], mesh.uv[triangles[part]])
+        if check is not None:
+            check()
+    return texel, triangles, weights
 
 
 def field_colours(

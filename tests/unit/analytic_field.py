@@ -1,11 +1,13 @@
 """A dynamic field with closed-form density, colour and warp, for export tests with known answers.
 
 It has the interface the exporter relies on (`canonical`, `surface_density`, `warp`, `bound`, `num_frames`,
-`device`) and nothing of the fitter, so export tests do not depend on how a fit parameterises its field.
+`device`, `occupancy`: everywhere in the cube until a test limits its hulls) and nothing of the fitter, so export tests do not depend on how a fit parameterises its field.
 """
 from __future__ import annotations
 
 import torch
+
+from sv4d_lib.nerf.occupancy import OccupancyGrid
 
 
 class AnalyticField:
@@ -20,6 +22,7 @@ class AnalyticField:
         self.matrix = torch.zeros(3, 3) if matrix is None else torch.tensor(matrix, dtype=torch.float32)
         self.shift = torch.tensor(shift, dtype=torch.float32)
         self.device = torch.device("cpu")
+        self.occupancy = OccupancyGrid(32, bound, num_frames)
 
     def canonical(self, x_c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         distance = torch.cdist(x_c, self.centres) - self.radii  # (N, balls), negative inside

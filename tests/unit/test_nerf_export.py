@@ -12,9 +12,9 @@ import trimesh
 
 from sv4d_lib.cameras import OrbitCameras
 from sv4d_lib.nerf.vertex_solve import neighbour_fill, solve_frames
-from sv4d_lib.nerf.export import ExportSettings, export_4d, safe_stem, vertex_normals
+from sv4d_lib.nerf.export import ExportSettings, export_4d, safe_stem
 from sv4d_lib.nerf.gltf import AnimatedMesh, animated_glb, read_glb
-from sv4d_lib.nerf.mesh import SurfaceSettings, density_grid, extract_surface, surface_level
+from sv4d_lib.nerf.mesh import SurfaceSettings, density_grid, extract_surface, surface_level, vertex_normals
 from sv4d_lib.nerf.raycast import render_mesh
 from sv4d_lib.nerf.texture import BakeSettings, bake_texture, uv_atlas
 
@@ -102,6 +102,24 @@ def test_vertex_solve_works_under_inference_mode():
         frames, solves = solve_frames(field, canonical.numpy(), np.zeros((0, 2), np.int64), [0.0, 1.0])
     np.testing.assert_allclose(frames[1], field.inverse_warp(canonical, 1.0).numpy(), atol=1e-5)
     assert solves[1].unconverged == 0
+
+
+def test_a_root_where_the_renders_show_nothing_is_not_a_vertex_position():
+    """A backward warp also maps space the renders cull (outside the frame's visual hull) onto the canonical
+    surface; a vertex solved there would poke out of every view's silhouette, so it moves with its neighbours."""
+    field = AnalyticField(num_frames=2, shift=(0.1, 0.0, 0.0))  # Δ = t·shift: at t=1 every vertex sits 0.1 to −x
+    canonical = np.array([[0.0, 0.0, 0.0], [0.05, 0.0, 0.0], [0.25, 0.0, 0.0]], np.float32)
+    edges = np.array([[0, 1], [1, 2]])
+    g = field.occupancy.resolution
+    x = field.occupancy.cell_points().view(g, g, g, 3)[..., 0].reshape(-1)
+    hulls = field.occupancy.hulls.clone()
+    hulls[1] = x < 0.1  # frame 1's hull ends before the third vertex's root at x = 0.15
+    field.occupancy.set_hulls(hulls)
+    frames, solves = solve_frames(field, canonical, edges, [0.0, 1.0])
+    np.testing.assert_allclose(frames[1, :2], canonical[:2] - [0.1, 0.0, 0.0], atol=1e-5)  # exact roots kept
+    assert solves[1].unconverged == 1 and solves[0].unconverged == 0
+    # the third vertex takes the displacement of its valid neighbour
+    np.testing.assert_allclose(frames[1, 2] - canonical[2], frames[1, 1] - canonical[1], atol=1e-6)
 
 
 def test_unconverged_vertices_follow_their_neighbours():
@@ -195,7 +213,7 @@ def test_export_writes_a_valid_textured_animated_glb_and_turntable(tmp_path):
                        progress=lambda stage, done, total: stages.append(stage))
     assert result.glb == tmp_path / "_odd_name.glb" and result.turntable == tmp_path / "_odd_name_turntable.mp4"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["_odd_name.glb", "_odd_name_turntable.mp4"]
-    assert list(dict.fromkeys(stages)) == ["surface", "deformation", "baking", "writing", "turntable"]
+    assert list(dict.fromkeys(stages)) == ["surface", "deformation", "silhouettes", "baking", "writing", "turntable"]
     assert result.file_bytes == result.glb.stat().st_size and result.max_residual < 1e-5
     back = read_glb(result.glb.read_bytes())
     # constant backward warp Δ = t·(0, 0.1, 0): frame k sits 0.1·t lower than the canonical mesh

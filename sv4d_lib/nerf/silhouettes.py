@@ -1,0 +1,153 @@
+"""The exported mesh's silhouettes moved onto the views' masks (rim refinement).
+
+A volume-rendered field shows its outline as a soft opacity ramp; the mesh is one surface of it and lands a fraction
+of a pixel to a pixel off the true outline, which costs more held-out PSNR than any colour error (on the real dev
+scene, the pixels where the field's opacity is between 0.05 and 0.95 held 60 % of the GLB's extra error). The views
+the field was fitted to give the outline directly: their masks. Each round, at every frame and in every view:
+
+* the deformed mesh is ray-cast (Embree) to find its own silhouette in that view;
+* rim vertices are those on it: within `edge_px` of the mesh's silhouette edge and seen nearly edge-on
+  (|cos| between the normal and the direction to the camera below `rim_cosine`);
+* each rim vertex is asked to move along its normal by the pixels between the mesh's edge and the mask's edge at
+  its projection (signed distance transforms of both), at most `max_move_px`, converted to world units at its depth.
+
+The requests are averaged per vertex over views and frames, spread to the vertices no view asked (their
+neighbours' mean) and smoothed over the mesh, then applied along the canonical normal and along each frame's
+normal (the warp is locally rigid at this scale, so the frames need no new solve). A silhouette constrains only
+where views see the object edge-on; the inside of the texture is untouched.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .mesh import vertex_normals
+from .projection import ViewSet, sample_pixels
+from .raycast import depth_maps
+from .vertex_solve import neighbour_fill
+
+
+@dataclass
+class SilhouetteSettings:
+    """How far and how often the rim vertices follow the masks (measured on the real dev scene,
+    docs/nerf4d_analysis.md)."""
+
+    rounds: int = 2  # 0: off
+    step: float = 0.5  # share of the averaged request applied per round (1 overshoots: views ask in both directions)
+    rim_cosine: float = 0.3
+    edge_px: float = 1.0
+    max_move_px: float = 2.0
+    smoothing: int = 2  # neighbour-averaging passes over the requested moves
+
+
+@dataclass
+class SilhouetteReport:
+    rounds: int
+    rim_vertices: int  # vertices that some view saw on the mesh's silhouette in the last round
+    mean_move: float  # mean |move| of the last round, world units
+
+
+def _signed_distance(inside: np.ndarray) -> np.ndarray:
+    """Pixels (H, W) to the edge of a binary region: positive outside it, negative inside."""
+    from scipy.ndimage import distance_transform_edt  # exact distances; torch has none
+
+    return distance_transform_edt(~inside) - distance_transform_edt(inside)
+
+
+def _neighbour_mean(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Each vertex's value averaged with its neighbours' (graph `edges` (E, 2))."""
+    total, count = values.copy(), np.ones(len(values))
+    for a, b in ((0, 1), (1, 0)):
+        np.add.at(total, edges[:, a], values[edges[:, b]])
+        np.add.at(count, edges[:, a], 1.0)
+    return total / count
+
+
+def _requests(positions: np.ndarray, faces: np.ndarray, normals: np.ndarray, views: ViewSet, frame: int,
+              mask_distance: torch.Tensor, settings: SilhouetteSettings, step: Callable[[], None]
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Summed outward moves (N,) in world units requested by the views at one frame, and how many views asked;
+    `step()` after each view."""
+    cameras = views.cameras
+    num_views, _, height, width, _ = views.videos.shape
+    focal = cameras.focal(height)
+    centres = cameras.c2w()[:, :3, 3].numpy()
+    moves, asked = np.zeros(len(positions)), np.zeros(len(positions))
+    for v in range(num_views):
+        seen = views.seen_by(v, torch.from_numpy(positions))
+        covered = torch.isfinite(depth_maps(seen.numpy(), faces, cameras.select([v]), width, height))[0]
+        mesh_distance = torch.from_numpy(_signed_distance(covered.numpy())).float()
+        pixels, depth = (x[0] for x in cameras.select([v]).project(seen, width, height))
+        to_camera = centres[v] - seen.numpy()
+        cosine = (normals * to_camera).sum(1) / np.linalg.norm(to_camera, axis=1)
+        at_mesh_edge = sample_pixels(mesh_distance[None, None], pixels[None])[0, :, 0].numpy()
+        at_mask_edge = sample_pixels(mask_distance[v, frame][None, None], pixels[None])[0, :, 0].numpy()
+        rim = (np.abs(at_mesh_edge) < settings.edge_px) & (np.abs(cosine) < settings.rim_cosine)
+        # the mesh's edge moves by (its distance − the mask's) pixels; a normal seen at an angle moves it less
+        pixels_out = np.clip(at_mesh_edge - at_mask_edge, -settings.max_move_px, settings.max_move_px)
+        lateral = np.sqrt(np.clip(1.0 - cosine**2, 0.1, 1.0))
+        move = pixels_out * depth.numpy() / focal / lateral
+        moves[rim] += move[rim]
+        asked[rim] += 1
+        step()
+    return moves, asked
+
+
+def refine_silhouettes(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    edges: np.ndarray,
+    frames: list[np.ndarray],
+    views: ViewSet,
+    settings: SilhouetteSettings | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, list[np.ndarray], SilhouetteReport]:
+    """Canonical vertices (N, 3) and each array of per-frame positions in `frames` ((K, N, 3) each) with the rim
+    moved onto the masks. `frames[0]` holds the positions at the views' frames (V, F… of `views`); any further
+    arrays (the animation's frames) move with the same offsets. `progress(done, total)` after each view of each
+    frame of each round (raise from it to interrupt)."""
+    settings = settings or SilhouetteSettings()
+    at_views = frames[0]
+    if at_views.shape[0] != views.num_frames:
+        raise ValueError(f"the mesh has {at_views.shape[0]} frames but the views have {views.num_frames}")
+    masks = views.masks if views.masks is not None else _derived_masks(views)
+    mask_distance = torch.from_numpy(np.stack([[_signed_distance(m) for m in view] for view in
+                                               (masks > 0.5).cpu().numpy()])).float()
+    vertices, frames = vertices.copy(), [f.copy() for f in frames]
+    report = SilhouetteReport(0, 0, 0.0)
+    total = settings.rounds * views.num_frames * views.videos.shape[0]
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    for round_ in range(settings.rounds):
+        moves, asked = np.zeros(len(vertices)), np.zeros(len(vertices))
+        for f in range(views.num_frames):
+            m, a = _requests(frames[0][f], faces, vertex_normals(frames[0][f], faces), views, f, mask_distance,
+                             settings, step)
+            moves += m
+            asked += a
+        if not asked.any():
+            break
+        offset = neighbour_fill((moves / np.maximum(asked, 1))[:, None], asked == 0, edges)[:, 0] * settings.step
+        for _ in range(settings.smoothing):
+            offset = _neighbour_mean(offset, edges)
+        vertices = vertices + (offset[:, None] * vertex_normals(vertices, faces)).astype(np.float32)
+        for positions in frames:
+            for k in range(positions.shape[0]):
+                positions[k] += (offset[:, None] * vertex_normals(positions[k], faces)).astype(np.float32)
+        report = SilhouetteReport(round_ + 1, int((asked > 0).sum()), float(np.abs(offset).mean()))
+    return vertices, frames, report
+
+
+def _derived_masks(views: ViewSet) -> torch.Tensor:
+    from .fit import derive_masks  # fit imports the renderer; this keeps the module graph one-way
+
+    return derive_masks(views.videos)
