@@ -12,8 +12,8 @@ the field was fitted to give the outline directly: their masks. Each round, at e
   its projection (signed distance transforms of both), at most `max_move_px`, converted to world units at its depth.
 
 The requests are averaged per vertex over views and frames, spread to the vertices no view asked (their
-neighbours' mean) and smoothed over the mesh, then applied along the canonical normal and along each frame's
-normal (the warp is locally rigid at this scale, so the frames need no new solve). A silhouette constrains only
+neighbours' mean) and smoothed over the mesh; `step` of them is applied along the canonical normal and along each
+frame's normal (the warp is locally rigid at this scale, so the frames need no new solve). A silhouette constrains only
 where views see the object edge-on; the inside of the texture is untouched.
 """
 from __future__ import annotations
@@ -45,6 +45,8 @@ class SilhouetteSettings:
 
 @dataclass
 class SilhouetteReport:
+    """What the refinement did (the export's summary and bench_export)."""
+
     rounds: int
     rim_vertices: int  # vertices that some view saw on the mesh's silhouette in the last round
     mean_move: float  # mean |move| of the last round, world units
