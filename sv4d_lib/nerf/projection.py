@@ -52,6 +52,14 @@ class ViewSet:
     def num_frames(self) -> int:
         return self.videos.shape[1]
 
+    def object_masks(self) -> torch.Tensor:
+        """Masks (V, F, H, W) in [0, 1]: the given ones, or derived from the white background as the fit does."""
+        if self.masks is not None:
+            return self.masks
+        from .fit import derive_masks  # fit imports the renderer; this keeps the module graph one-way
+
+        return derive_masks(self.videos)
+
     def seen_by(self, view: int, points: torch.Tensor) -> torch.Tensor:
         """Points (P, 3) moved so that the view's nominal camera sees them where its turned camera saw the
         originals: centre + (x − centre)·M (identity without turns)."""
@@ -115,8 +123,6 @@ def projected_colours(
 
     `frames` (F, N, 3): positions of the uncut mesh's vertices (`mesh.source` indexes them) at each video frame.
     """
-    from .fit import derive_masks  # fit imports the renderer; this keeps the module graph one-way
-
     settings = settings or ProjectionSettings()
     if frames.shape[0] != views.num_frames:
         raise ValueError(f"the mesh has {frames.shape[0]} frames but the views have {views.num_frames}; solve the "
@@ -129,7 +135,7 @@ def projected_colours(
     weights = torch.from_numpy(weights).float()
     centres = cameras.c2w()[:, :3, 3]  # (V, 3)
     focal = cameras.focal(height)
-    masks = derive_masks(views.videos) if views.masks is None else views.masks
+    masks = views.object_masks()
     total = torch.zeros(size * size, 3, dtype=torch.float64)
     weight_sum = torch.zeros(size * size, dtype=torch.float64)
     texel = torch.from_numpy(texel)

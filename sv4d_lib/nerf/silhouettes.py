@@ -115,7 +115,7 @@ def refine_silhouettes(
     at_views = frames[0]
     if at_views.shape[0] != views.num_frames:
         raise ValueError(f"the mesh has {at_views.shape[0]} frames but the views have {views.num_frames}")
-    masks = views.masks if views.masks is not None else _derived_masks(views)
+    masks = views.object_masks()
     mask_distance = torch.from_numpy(np.stack([[_signed_distance(m) for m in view] for view in
                                                (masks > 0.5).cpu().numpy()])).float()
     vertices, frames = vertices.copy(), [f.copy() for f in frames]
@@ -147,9 +147,3 @@ def refine_silhouettes(
                 positions[k] += (offset[:, None] * vertex_normals(positions[k], faces)).astype(np.float32)
         report = SilhouetteReport(round_ + 1, int((asked > 0).sum()), float(np.abs(offset).mean()))
     return vertices, frames, report
-
-
-def _derived_masks(views: ViewSet) -> torch.Tensor:
-    from .fit import derive_masks  # fit imports the renderer; this keeps the module graph one-way
-
-    return derive_masks(views.videos)
