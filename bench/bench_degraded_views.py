@@ -137,10 +137,19 @@ def results_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def resolved_settings(preset: str, changes: dict | None = None) -> dict:
+    """The fitter settings `preset` (with `changes`) resolves to now, as stored in the key (JSON types)."""
+    return json.loads(json.dumps(dataclasses.asdict(FitConfig.preset(preset, **(changes or {})))))
+
+
 def stored_rows(out: Path = DEFAULT_OUT) -> list[dict]:
-    """The runs kept beside the report (`<out>.json`), in RUNS order; none when the bench has not run."""
+    """The runs kept beside the report (`<out>.json`), in RUNS order; none when the bench has not run or ran with
+    settings the preset no longer resolves to (a changed default: the rows describe another fitter)."""
     store = out.with_suffix(".json")
-    return json.loads(store.read_text())["rows"] if store.exists() else []
+    if not store.exists():
+        return []
+    kept = json.loads(store.read_text())
+    return kept["rows"] if kept["key"]["fitter"] == resolved_settings(kept["key"]["preset"]) else []
 
 
 def report(rows: list[dict], preset: str, size: int, stride: int, degradation: Degradation, load: tuple) -> str:
@@ -207,8 +216,8 @@ def main() -> None:
     stride = 20 if args.quick else args.frames_stride
     rows = run(indices, args.preset, changes, args.size, stride, degradation)
     # the preset's resolved settings belong to the key: when a default changes, the earlier rows are dropped
-    fitter = json.loads(json.dumps(dataclasses.asdict(FitConfig.preset(args.preset, **changes))))
-    key = {"preset": args.preset, "size": args.size, "stride": stride, "seed": args.seed, "fitter": fitter}
+    key = {"preset": args.preset, "size": args.size, "stride": stride, "seed": args.seed,
+           "fitter": resolved_settings(args.preset, changes)}
     rows = keep_rows(args.out.with_suffix(".json"), key, rows)
     text = report(rows, args.preset, args.size, stride, degradation, load)
     atomic_write(args.out, text)

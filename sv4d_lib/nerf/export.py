@@ -104,7 +104,8 @@ class Export4D:
             colour = f"texture from the views ({100 * self.view_coverage:.1f} % of texels seen, the rest from the field)"
         outline = "" if self.silhouettes is None else (
             f"; outline moved onto the views' masks ({self.silhouettes.rim_vertices} rim vertices, mean move "
-            f"{self.silhouettes.mean_move:.2e} in the last of {self.silhouettes.rounds} rounds)")
+            f"{self.silhouettes.mean_move:.2e} in the last of {self.silhouettes.rounds} rounds, then "
+            f"{self.silhouettes.frame_rounds} per frame)")
         return (f"{self.glb.name}: {self.file_bytes / 1e6:.2f} MB, {self.faces} faces, {self.vertices} vertices, "
                 f"{self.num_frames} frames at {self.fps:g} fps ({loop}); colour: {colour}; surface level "
                 f"σ={self.surface.level:.3g}, "

@@ -137,3 +137,15 @@ def test_runs_of_separate_invocations_accumulate_under_the_same_settings(tmp_pat
     other = keep_rows(store, {**key, "preset": "draft"}, [{"run": 2, "psnr": 19.0}])  # not comparable: dropped
     assert [r["run"] for r in other] == [2]
     assert not list(tmp_path.glob(".*"))  # written atomically, no temporaries left
+
+
+def test_rows_of_an_earlier_default_are_not_shown_as_the_default(tmp_path):
+    from bench.bench_degraded_views import keep_rows, resolved_settings, stored_rows
+
+    out = tmp_path / "report.md"
+    key = {"preset": "default", "size": 128, "stride": 2, "seed": 0, "fitter": resolved_settings("default")}
+    keep_rows(out.with_suffix(".json"), key, [{"run": 0, "psnr": 25.0}])
+    assert [r["psnr"] for r in stored_rows(out)] == [25.0]
+    earlier = {**key, "fitter": {**key["fitter"], "iterations": key["fitter"]["iterations"] - 1500}}
+    keep_rows(out.with_suffix(".json"), earlier, [{"run": 0, "psnr": 24.0}])
+    assert stored_rows(out) == []  # measured with another fitter: the bench_nerf4d section leaves them out
