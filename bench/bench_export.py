@@ -188,9 +188,10 @@ def layout_markdown(r: dict) -> list[str]:
         f"{100 * r['unconverged']:.2f} % / {100 * r['old_unconverged']:.2f} % |",
         f"| worst residual: Gauss–Newton (before neighbour fill) / fixed point | {r['max_residual']:.3g} / "
         f"{r['old_max_residual']:.3g} |",
-        "| outline moved onto the views' masks: rounds / rim vertices / mean move of the last round | "
-        + ("off |" if r["silhouettes"] is None else f"{r['silhouettes'].rounds} / {r['silhouettes'].rim_vertices} / "
-           f"{r['silhouettes'].mean_move:.2e} |"),
+        "| outline moved onto the views' masks: shared rounds + rounds per frame / rim vertices / mean move of the "
+        "last shared round | "
+        + ("off |" if r["silhouettes"] is None else f"{r['silhouettes'].rounds} + {r['silhouettes'].frame_rounds} / "
+           f"{r['silhouettes'].rim_vertices} / {r['silhouettes'].mean_move:.2e} |"),
         f"| morph normals / seamless loop | {r['morph_normals']} / {r['closes_loop']} |",
         "| longest gap between progress calls per stage (bounds the interrupt latency; machine load above) | "
         + ", ".join(f"{k} {v:.2f} s" for k, v in r["worst_gaps"].items()) + " |",
