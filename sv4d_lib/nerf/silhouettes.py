@@ -168,7 +168,7 @@ def refine_silhouettes(
         for f in range(views.num_frames):
             moves, asked = _requests(frames[0][f], faces, vertex_normals(frames[0][f], faces), views, f,
                                      mask_distance, settings, step)
-            offsets[f] = _offset(moves, asked, edges, settings) if asked.any() else 0.0
+            offsets[f] = _offset(moves, asked, edges, settings)  # zero where no view saw a rim
         for positions in frames:  # the animation's frames take the offsets of the views' frames around them
             at = np.linspace(0.0, views.num_frames - 1, positions.shape[0])
             for k, position in enumerate(at):
