@@ -124,7 +124,7 @@ def run(layout: str, field_path: str | None, quick: bool) -> dict:
         "max_residual": export.max_residual, "old_unconverged": old_share, "old_max_residual": old_worst,
         "depth_auto": float(np.ptp(mesh.frames[0][:, 2])), "depth_old": float(np.ptp(surface.vertices[:, 2])),
         "depth_truth": float(np.ptp(truth_vertices[:, 2])), "worst_gaps": worst_gaps,
-        "settings": settings, "silhouettes": export.silhouettes,
+        "settings": settings, "silhouettes": export.silhouettes, "texture_fit": export.texture_fit,
     })
     return result
 
@@ -192,6 +192,10 @@ def layout_markdown(r: dict) -> list[str]:
         "last shared round | "
         + ("off |" if r["silhouettes"] is None else f"{r['silhouettes'].rounds} + {r['silhouettes'].frame_rounds} / "
            f"{r['silhouettes'].rim_vertices} / {r['silhouettes'].mean_move:.2e} |"),
+        "| texture fitted to the views by least squares: PSNR of the mesh's renders over the view pixels it covers, "
+        "projected → fitted | "
+        + ("off |" if r["texture_fit"] is None else f"{r['texture_fit'].psnr_before:.2f} → "
+           f"{r['texture_fit'].psnr_after:.2f} dB ({r['texture_fit'].pixels} pixels) |"),
         f"| morph normals / seamless loop | {r['morph_normals']} / {r['closes_loop']} |",
         "| longest gap between progress calls per stage (bounds the interrupt latency; machine load above) | "
         + ", ".join(f"{k} {v:.2f} s" for k, v in r["worst_gaps"].items()) + " |",

@@ -134,9 +134,10 @@ class SV4D2Export4DMesh(io.ComfyNode):
                 io.Combo.Input("texture_source", options=["views", "field"], default=_DEFAULTS.texture_source,
                                optional=True,
                                tooltip="views: project the connected multi-view video onto the animated mesh at "
-                               "every frame (crisp; the field's colour only where no view sees the surface). "
-                               "field: the fitted field's colour (softer). Without `images` and `cameras` "
-                               "connected, the field is used and the report says so."),
+                               "every frame, then correct it so that the mesh renders those views as closely as "
+                               "it can (crisp; the field's colour only where no view sees the surface). field: the "
+                               "fitted field's colour (softer). Without `images` and `cameras` connected, the field "
+                               "is used and the report says so."),
                 io.Image.Input("images", optional=True,
                                tooltip="The multi-view video the field was fitted to (the same input as SV4D2 Fit "
                                "4D's images, view-major): the mesh's outline is moved onto its masks at every "

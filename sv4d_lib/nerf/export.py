@@ -7,7 +7,8 @@ Pipeline (each stage reports progress; raising from the callback stops the expor
 3. `silhouettes`: with the views given, the mesh's outline moved onto their masks at every frame (`silhouettes.py`);
 4. `baking`: UV atlas and baseColor texture projected from the views the field was fitted to, onto the deformed
    mesh of every frame (`projection.py`), the canonical colour of the field where no view sees the surface
-   (`texture.py`); or from the field alone; or vertex colours;
+   (`texture.py`), then corrected by least squares so that the mesh renders the views (`texture_fit.py`); or from
+   the field alone; or vertex colours;
 5. `writing`: one GLB, one morph target per frame, a looping animation named after the file (`gltf.py`);
 6. `turntable`: the written GLB read back and ray-cast around the orbit, playing its animation (`raycast.py`).
 
@@ -37,6 +38,7 @@ from .projection import ProjectionSettings, ViewSet, blend_with_field, projected
 from .silhouettes import SilhouetteReport, SilhouetteSettings, refine_silhouettes
 from .raycast import render_mesh
 from .texture import BakeSettings, field_colours, finish_texture, uv_atlas
+from .texture_fit import TextureFit, TextureFitSettings, fit_texture
 
 if TYPE_CHECKING:
     from .field import DynamicNeRF
@@ -59,6 +61,7 @@ class ExportSettings:
     colour: str = "texture"  # "texture" (UV atlas + baseColor image) or "vertex" (COLOR_0)
     texture_source: str = "views"  # "views": projected from the views when given (else the field); "field"
     projection: ProjectionSettings = dataclass_field(default_factory=ProjectionSettings)
+    texture_fit: TextureFitSettings = dataclass_field(default_factory=TextureFitSettings)  # after the projection
     image_format: str = "png"  # "png" or "jpeg"
     morph_normals: bool | None = None  # None: when the motion turns normals (MORPH_NORMAL_SHARE)
     num_frames: int | None = None  # morph targets spread over the clip; None: the field's frame count
@@ -85,6 +88,7 @@ class Export4D:
     silhouettes: SilhouetteReport | None  # None: no views were given
     texture_source: str  # what coloured the mesh: "views", "field" or "vertex colours from the field"
     view_coverage: float  # share of the texture's surface texels that at least one view sees (0 without views)
+    texture_fit: TextureFit | None  # None: the texture was not projected from the views or not corrected
     seconds: dict[str, float] = dataclass_field(default_factory=dict)
 
     @property
@@ -102,6 +106,10 @@ class Export4D:
         colour = self.texture_source
         if self.texture_source == "views":
             colour = f"texture from the views ({100 * self.view_coverage:.1f} % of texels seen, the rest from the field)"
+            if self.texture_fit is not None:
+                colour += (f", fitted to them by least squares ({self.texture_fit.psnr_before:.2f} → "
+                           f"{self.texture_fit.psnr_after:.2f} dB over the {self.texture_fit.pixels} view pixels the "
+                           "mesh covers)")
         outline = "" if self.silhouettes is None else (
             f"; outline moved onto the views' masks ({self.silhouettes.rim_vertices} rim vertices, mean move "
             f"{self.silhouettes.mean_move:.2e} in the last of {self.silhouettes.rounds} rounds, then "
@@ -229,15 +237,20 @@ def export_4d(
     if morph_normals is None:
         morph_normals = num_frames > 1 and _turned_share(normals, frame_normals) > MORPH_NORMAL_SHARE
     bake = stage("baking")
+    texture_fit = None
     if settings.colour == "texture":
         cut = uv_atlas(vertices, faces, settings.bake.size, settings.bake.padding, wait=lambda: bake(0, 1))
-        colours, covered = field_colours(field, cut, settings.bake, lambda done, total: bake(done, 2 * total))
+        colours, covered = field_colours(field, cut, settings.bake, lambda done, total: bake(done, 3 * total))
         source, coverage = "field", 0.0
         if project:
             projected, weight = projected_colours(cut, view_frames, views, settings.bake.size, settings.projection,
-                                                  lambda done, total: bake(total + done, 2 * total))
+                                                  lambda done, total: bake(total + done, 3 * total))
             colours = blend_with_field(projected, weight, colours, settings.projection.field_weight)
             source, coverage = "views", float((weight[covered] > 0).mean())
+            if settings.texture_fit.enabled:
+                colours, texture_fit = fit_texture(colours, covered, cut, view_frames, views, settings.texture_fit,
+                                                   settings.bake.samples_per_axis,
+                                                   lambda done, total: bake(2 * total + done, 3 * total))
         texture = finish_texture(colours, covered)
         mesh = AnimatedMesh(cut.vertices, normals[cut.source], cut.faces, frames[:, cut.source], uv=cut.uv,
                             texture=texture, frame_normals=frame_normals[:, cut.source] if morph_normals else None)
@@ -269,4 +282,4 @@ def export_4d(
             lap("turntable")
     return Export4D(glb_path, video_path if settings.turntable else None, len(data), float(fps), num_frames,
                     len(mesh.vertices), len(mesh.faces), bool(morph_normals), closes_loop, report, solves, silhouettes,
-                    source, coverage, seconds)
+                    source, coverage, texture_fit, seconds)

@@ -14,42 +14,58 @@ from ..cameras import OrbitCameras
 from .gltf import AnimatedMesh
 
 
+def bilinear_taps(uv: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The 4 texels (P, 4) as flat indices (row · width + column) and their bilinear weights (P, 4) that a lookup
+    of uv (P, 2) reads (v down the image, texel centres at +0.5, clamped at the border)."""
+    x = np.clip(uv[:, 0] * width - 0.5, 0, width - 1)
+    y = np.clip(uv[:, 1] * height - 0.5, 0, height - 1)
+    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    x1, y1 = np.minimum(x0 + 1, width - 1), np.minimum(y0 + 1, height - 1)
+    fx, fy = x - x0, y - y0
+    index = np.stack((y0 * width + x0, y0 * width + x1, y1 * width + x0, y1 * width + x1), axis=-1)
+    weight = np.stack(((1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy), axis=-1)
+    return index, weight
+
+
 def _sample_texture(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
     """Bilinear lookup (P, 3) float in [0, 1] of uv (P, 2) (v down the image, texel centres at +0.5)."""
-    size_v, size_u = texture.shape[:2]
-    x = np.clip(uv[:, 0] * size_u - 0.5, 0, size_u - 1)
-    y = np.clip(uv[:, 1] * size_v - 0.5, 0, size_v - 1)
-    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
-    x1, y1 = np.minimum(x0 + 1, size_u - 1), np.minimum(y0 + 1, size_v - 1)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    image = texture.astype(np.float32) / 255.0
-    top = image[y0, x0] * (1 - fx) + image[y0, x1] * fx
-    bottom = image[y1, x0] * (1 - fx) + image[y1, x1] * fx
-    return top * (1 - fy) + bottom * fy
+    height, width = texture.shape[:2]
+    index, weight = bilinear_taps(uv, height, width)
+    image = texture.reshape(height * width, -1).astype(np.float32) / 255.0
+    return np.einsum("pk,pkc->pc", weight.astype(np.float32), image[index])
+
+
+def surface_hits(positions: np.ndarray, faces: np.ndarray, cameras: OrbitCameras, width: int, height: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """First hits of the rays through every pixel centre of every camera (`OrbitCameras.rays` order) on a mesh
+    (vertices (P, 3), faces (M, 3)): the rays that hit (K,) int64, their triangles (K,) and barycentric weights
+    (K, 3) float64."""
+    import trimesh
+    from trimesh.ray.ray_pyembree import RayMeshIntersector
+
+    positions = np.asarray(positions, np.float64)
+    shape = trimesh.Trimesh(positions, faces, process=False)
+    origins, dirs = (r.reshape(-1, 3).numpy().astype(np.float64) for r in cameras.rays(width, height))
+    triangle, ray, hits = RayMeshIntersector(shape).intersects_id(origins, dirs, multiple_hits=False,
+                                                                   return_locations=True)
+    weights = trimesh.triangles.points_to_barycentric(positions[faces[triangle]], hits) if len(ray) else (
+        np.zeros((0, 3)))
+    return ray.astype(np.int64), triangle.astype(np.int64), weights
 
 
 def render_mesh(mesh: AnimatedMesh, frame: int, cameras: OrbitCameras, width: int, height: int,
                 supersample: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     """RGB (N, H, W, 3) on white and coverage alpha (N, H, W) of `mesh` at `frame` from every camera."""
-    import trimesh
-    from trimesh.ray.ray_pyembree import RayMeshIntersector
-
-    positions = np.asarray(mesh.frames[frame], np.float64)
-    shape = trimesh.Trimesh(positions, mesh.faces, process=False)
-    intersector = RayMeshIntersector(shape)
     fine_w, fine_h = width * supersample, height * supersample
-    origins, dirs = (r.reshape(-1, 3).numpy().astype(np.float64) for r in cameras.rays(fine_w, fine_h))
-    rgb = np.ones((len(origins), 3), np.float32)
-    alpha = np.zeros(len(origins), np.float32)
-    tri, ray, hits = intersector.intersects_id(origins, dirs, multiple_hits=False, return_locations=True)
+    ray, triangle, weights = surface_hits(mesh.frames[frame], mesh.faces, cameras, fine_w, fine_h)
+    rgb = np.ones((cameras.num_views_total * fine_w * fine_h, 3), np.float32)
+    alpha = np.zeros(len(rgb), np.float32)
     if len(ray):
-        corners = positions[mesh.faces[tri]]
-        weights = trimesh.triangles.points_to_barycentric(corners, hits)
+        corners = mesh.faces[triangle]
         if mesh.texture is not None:
-            uv = np.einsum("pk,pkd->pd", weights, mesh.uv[mesh.faces[tri]])
-            rgb[ray] = _sample_texture(mesh.texture, uv)
+            rgb[ray] = _sample_texture(mesh.texture, np.einsum("pk,pkd->pd", weights, mesh.uv[corners]))
         else:
-            rgb[ray] = np.einsum("pk,pkd->pd", weights, mesh.colours[mesh.faces[tri]])
+            rgb[ray] = np.einsum("pk,pkd->pd", weights, mesh.colours[corners])
         alpha[ray] = 1.0
     n = cameras.num_views_total
     rgb = rgb.reshape(n, height, supersample, width, supersample, 3).mean(axis=(2, 4))
