@@ -124,7 +124,8 @@ def run(layout: str, field_path: str | None, quick: bool) -> dict:
         "max_residual": export.max_residual, "old_unconverged": old_share, "old_max_residual": old_worst,
         "depth_auto": float(np.ptp(mesh.frames[0][:, 2])), "depth_old": float(np.ptp(surface.vertices[:, 2])),
         "depth_truth": float(np.ptp(truth_vertices[:, 2])), "worst_gaps": worst_gaps,
-        "settings": settings, "silhouettes": export.silhouettes, "texture_fit": export.texture_fit,
+        "settings": settings, "consistency": export.consistency, "silhouettes": export.silhouettes,
+        "texture_fit": export.texture_fit,
     })
     return result
 
@@ -188,6 +189,9 @@ def layout_markdown(r: dict) -> list[str]:
         f"{100 * r['unconverged']:.2f} % / {100 * r['old_unconverged']:.2f} % |",
         f"| worst residual: Gauss–Newton (before neighbour fill) / fixed point | {r['max_residual']:.3g} / "
         f"{r['old_max_residual']:.3g} |",
+        "| surface moved to where the views agree on its colour: vertices decided by their views / mean move | "
+        + ("off |" if r["consistency"] is None else f"{r['consistency'].moved_vertices} / "
+           f"{r['consistency'].mean_move:.2e} |"),
         "| outline moved onto the views' masks: shared rounds + rounds per frame / rim vertices / mean move of the "
         "last shared round | "
         + ("off |" if r["silhouettes"] is None else f"{r['silhouettes'].rounds} + {r['silhouettes'].frame_rounds} / "

@@ -4,13 +4,15 @@ Pipeline (each stage reports progress; raising from the callback stops the expor
 1. `surface`: canonical density grid, surface level from the fitted opacity, marching cubes, floaters dropped,
    Taubin smoothing, decimation to the face budget (`mesh.py`);
 2. `deformation`: every vertex carried to every frame by inverting the backward warp (`vertex_solve.py`);
-3. `silhouettes`: with the views given, the mesh's outline moved onto their masks at every frame (`silhouettes.py`);
-4. `baking`: UV atlas and baseColor texture projected from the views the field was fitted to, onto the deformed
+3. `consistency`: with the views given, the surface moved along its normals to where the views agree on its colour:
+   the shape between their outlines (`photo_consistency.py`);
+4. `silhouettes`: with the views given, the mesh's outline moved onto their masks at every frame (`silhouettes.py`);
+5. `baking`: UV atlas and baseColor texture projected from the views the field was fitted to, onto the deformed
    mesh of every frame (`projection.py`), the canonical colour of the field where no view sees the surface
    (`texture.py`), then corrected by least squares so that the mesh renders the views (`texture_fit.py`); or from
    the field alone; or vertex colours;
-5. `writing`: one GLB, one morph target per frame, a looping animation named after the file (`gltf.py`);
-6. `turntable`: the written GLB read back and ray-cast around the orbit, playing its animation (`raycast.py`).
+6. `writing`: one GLB, one morph target per frame, a looping animation named after the file (`gltf.py`);
+7. `turntable`: the written GLB read back and ray-cast around the orbit, playing its animation (`raycast.py`).
 
 One mesh is extracted in canonical space (= frame 0), so topology, UVs and texture stay fixed and each frame is a
 morph target. Both files are written under temporary names and renamed only when both are complete and checked, so
@@ -35,6 +37,7 @@ from .vertex_solve import FrameSolve, solve_frames
 from .gltf import AnimatedMesh, animated_glb, read_glb
 from .mesh import SurfaceReport, SurfaceSettings, extract_surface, vertex_normals
 from .projection import ProjectionSettings, ViewSet, blend_with_field, projected_colours
+from .photo_consistency import PhotoConsistencyReport, PhotoConsistencySettings, refine_photo_consistency
 from .silhouettes import SilhouetteReport, SilhouetteSettings, refine_silhouettes
 from .raycast import render_mesh
 from .texture import BakeSettings, field_colours, finish_texture, uv_atlas
@@ -45,7 +48,7 @@ if TYPE_CHECKING:
 
 # Progress(stage, done, total): stage is one of STAGES, in that order.
 ExportProgress = Callable[[str, int, int], None]
-STAGES = ("surface", "deformation", "silhouettes", "baking", "writing", "turntable")
+STAGES = ("surface", "deformation", "consistency", "silhouettes", "baking", "writing", "turntable")
 # Morph normals are written when some frame turns more than this share of the normals by over 10°: without them a
 # lit viewer shades moving limbs with their rest-pose normals.
 MORPH_NORMAL_SHARE = 0.01
@@ -56,6 +59,7 @@ class ExportSettings:
     """Everything that shapes the export besides the field, the frame rate and the file name."""
 
     surface: SurfaceSettings = dataclass_field(default_factory=SurfaceSettings)
+    photo_consistency: PhotoConsistencySettings = dataclass_field(default_factory=PhotoConsistencySettings)
     silhouettes: SilhouetteSettings = dataclass_field(default_factory=SilhouetteSettings)  # with the views given
     bake: BakeSettings = dataclass_field(default_factory=BakeSettings)
     colour: str = "texture"  # "texture" (UV atlas + baseColor image) or "vertex" (COLOR_0)
@@ -85,6 +89,7 @@ class Export4D:
     closes_loop: bool
     surface: SurfaceReport
     solves: list[FrameSolve]
+    consistency: PhotoConsistencyReport | None  # None: no views were given
     silhouettes: SilhouetteReport | None  # None: no views were given
     texture_source: str  # what coloured the mesh: "views", "field" or "vertex colours from the field"
     view_coverage: float  # share of the texture's surface texels that at least one view sees (0 without views)
@@ -110,6 +115,9 @@ class Export4D:
                 colour += (f", fitted to them by least squares ({self.texture_fit.psnr_before:.2f} → "
                            f"{self.texture_fit.psnr_after:.2f} dB over the {self.texture_fit.pixels} view pixels the "
                            "mesh covers)")
+        shape = "" if self.consistency is None else (
+            f"; surface moved to where the views agree on its colour ({self.consistency.moved_vertices} vertices "
+            f"decided by their views, mean move {self.consistency.mean_move:.2e})")
         outline = "" if self.silhouettes is None else (
             f"; outline moved onto the views' masks ({self.silhouettes.rim_vertices} rim vertices, mean move "
             f"{self.silhouettes.mean_move:.2e} in the last of {self.silhouettes.rounds} rounds, then "
@@ -119,7 +127,7 @@ class Export4D:
                 f"σ={self.surface.level:.3g}, "
                 f"{self.surface.components_dropped} floaters dropped; deformation residual max "
                 f"{self.max_residual:.2e}, {100 * self.unconverged_share:.2f} % of vertex-frames had no valid root "
-                f"and follow their neighbours{outline}")
+                f"and follow their neighbours{shape}{outline}")
 
 
 def safe_stem(name: str) -> str:
@@ -222,6 +230,15 @@ def export_4d(
     view_frames = frames if view_times == times else solve_frames(
         field, vertices, edges, view_times, progress=lambda done, total: deformation(total, total))[0]
     lap("deformation")
+    agreement = stage("consistency")
+    consistency = None
+    if views is not None and settings.photo_consistency.rounds > 0:
+        moved = [view_frames] if view_frames is frames else [view_frames, frames]
+        vertices, moved, consistency = refine_photo_consistency(vertices, faces, edges, moved, views,
+                                                                settings.photo_consistency, agreement)
+        view_frames, frames = moved[0], moved[-1]
+    agreement(1, 1)
+    lap("consistency")
     outline = stage("silhouettes")
     silhouettes = None
     if views is not None and settings.silhouettes.rounds > 0:
@@ -281,5 +298,5 @@ def export_4d(
             check_video(temporaries[1], images.shape[0])
             lap("turntable")
     return Export4D(glb_path, video_path if settings.turntable else None, len(data), float(fps), num_frames,
-                    len(mesh.vertices), len(mesh.faces), bool(morph_normals), closes_loop, report, solves, silhouettes,
-                    source, coverage, texture_fit, seconds)
+                    len(mesh.vertices), len(mesh.faces), bool(morph_normals), closes_loop, report, solves, consistency,
+                    silhouettes, source, coverage, texture_fit, seconds)

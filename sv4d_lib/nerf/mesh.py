@@ -220,3 +220,17 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     bad = ~np.isfinite(normals).all(axis=1) | (np.linalg.norm(normals, axis=1) < 0.5)
     normals[bad] = (0.0, 1.0, 0.0)
     return normals
+
+
+def move_along_normals(positions: np.ndarray, faces: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Positions (N, 3) moved by `offset` (N,) along their own vertex normals."""
+    return positions + (offset[:, None] * vertex_normals(positions, faces)).astype(np.float32)
+
+
+def neighbour_mean(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Each vertex's row of `values` (N, ...) averaged with its neighbours' (graph `edges` (E, 2))."""
+    total, count = values.copy(), np.ones(len(values))
+    for a, b in ((0, 1), (1, 0)):
+        np.add.at(total, edges[:, a], values[edges[:, b]])
+        np.add.at(count, edges[:, a], 1.0)
+    return total / count.reshape(-1, *([1] * (values.ndim - 1)))

@@ -52,6 +52,11 @@ class ViewSet:
     def num_frames(self) -> int:
         return self.videos.shape[1]
 
+    def check_frames(self, count: int) -> None:
+        """Refuse a mesh solved at `count` frames for these views (one position per video frame is needed)."""
+        if count != self.num_frames:
+            raise ValueError(f"the mesh has {count} frames but the views have {self.num_frames}")
+
     def object_masks(self) -> torch.Tensor:
         """Masks (V, F, H, W) in [0, 1]: the given ones, or derived from the white background as the fit does."""
         if self.masks is not None:
@@ -79,7 +84,7 @@ class ProjectionSettings:
     field_weight: float = 1e-3  # the field's colour as a faint extra view: where no view sees a texel
 
 
-def _inside_distance(masks: torch.Tensor) -> torch.Tensor:
+def inside_distance(masks: torch.Tensor) -> torch.Tensor:
     """Pixels (N, H, W) from each object pixel to the nearest background pixel (0 on background)."""
     from scipy.ndimage import distance_transform_edt  # exact distances; torch has none
 
@@ -96,7 +101,7 @@ def sample_pixels(images: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)[:, :, 0].transpose(1, 2)
 
 
-def _nearest_depth(depth: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+def nearest_depth(depth: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
     """Smallest depth (N, P) among the 2×2 pixels around each projected point: a point just behind an occluding
     edge is not taken for visible."""
     num_views, height, width = depth.shape
@@ -151,10 +156,10 @@ def projected_colours(
             moved = [views.seen_by(v, torch.from_numpy(positions)).numpy() for v in range(num_views)]
             surface = torch.cat([depth_maps(moved[v], faces, cameras.select([v]), width, height)
                                  for v in range(num_views)])
-        edges = _inside_distance(masks[:, f])
+        edges = inside_distance(masks[:, f])
         for v in range(num_views):  # one view at a time: memory stays at a few P-sized buffers, progress prompt
             pixels, depth = (x[0] for x in cameras.select([v]).project(views.seen_by(v, points), width, height))
-            visible = depth <= _nearest_depth(surface[v:v + 1], pixels[None])[0] + (
+            visible = depth <= nearest_depth(surface[v:v + 1], pixels[None])[0] + (
                 settings.depth_tolerance_px * depth / focal)
             cosine = (F.normalize(centres[v] - points, dim=-1) * normals).sum(-1).clamp(min=0)
             edge = sample_pixels(edges[v:v + 1, None], pixels[None])[0, :, 0]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .mesh import vertex_normals
+from .mesh import move_along_normals, neighbour_mean, vertex_normals
 from .projection import ViewSet, sample_pixels
 from .raycast import depth_maps
 from .vertex_solve import neighbour_fill
@@ -61,15 +61,6 @@ def _signed_distance(inside: np.ndarray) -> np.ndarray:
     from scipy.ndimage import distance_transform_edt  # exact distances; torch has none
 
     return distance_transform_edt(~inside) - distance_transform_edt(inside)
-
-
-def _neighbour_mean(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Each vertex's value averaged with its neighbours' (graph `edges` (E, 2))."""
-    total, count = values.copy(), np.ones(len(values))
-    for a, b in ((0, 1), (1, 0)):
-        np.add.at(total, edges[:, a], values[edges[:, b]])
-        np.add.at(count, edges[:, a], 1.0)
-    return total / count
 
 
 def _requests(positions: np.ndarray, faces: np.ndarray, normals: np.ndarray, views: ViewSet, frame: int,
@@ -107,13 +98,8 @@ def _offset(moves: np.ndarray, asked: np.ndarray, edges: np.ndarray, settings: S
     smoothed over the mesh."""
     offset = neighbour_fill((moves / np.maximum(asked, 1))[:, None], asked == 0, edges)[:, 0] * settings.step
     for _ in range(settings.smoothing):
-        offset = _neighbour_mean(offset, edges)
+        offset = neighbour_mean(offset, edges)
     return offset
-
-
-def _move(positions: np.ndarray, faces: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """Positions (N, 3) moved by `offset` (N,) along their own vertex normals."""
-    return positions + (offset[:, None] * vertex_normals(positions, faces)).astype(np.float32)
 
 
 def refine_silhouettes(
@@ -130,9 +116,7 @@ def refine_silhouettes(
     arrays (the animation's frames) move with the same offsets. `progress(done, total)` after each view of each
     frame of each round (raise from it to interrupt)."""
     settings = settings or SilhouetteSettings()
-    at_views = frames[0]
-    if at_views.shape[0] != views.num_frames:
-        raise ValueError(f"the mesh has {at_views.shape[0]} frames but the views have {views.num_frames}")
+    views.check_frames(frames[0].shape[0])
     masks = views.object_masks()
     mask_distance = torch.from_numpy(np.stack([[_signed_distance(m) for m in view] for view in
                                                (masks > 0.5).cpu().numpy()])).float()
@@ -157,10 +141,10 @@ def refine_silhouettes(
         if not asked.any():
             break
         offset = _offset(moves, asked, edges, settings)
-        vertices = _move(vertices, faces, offset)
+        vertices = move_along_normals(vertices, faces, offset)
         for positions in frames:
             for k in range(positions.shape[0]):
-                positions[k] = _move(positions[k], faces, offset)
+                positions[k] = move_along_normals(positions[k], faces, offset)
         report = SilhouetteReport(round_ + 1, 0, int((asked > 0).sum()), float(np.abs(offset).mean()))
     settled = settings.rounds > 0 and report.rounds == settings.rounds  # every shared round found rims
     for frame_round in range(settings.frame_rounds if settled else 0):
@@ -174,6 +158,6 @@ def refine_silhouettes(
             for k, position in enumerate(at):
                 before, share = int(np.floor(position)), position - np.floor(position)
                 after = min(before + 1, views.num_frames - 1)
-                positions[k] = _move(positions[k], faces, (1 - share) * offsets[before] + share * offsets[after])
+                positions[k] = move_along_normals(positions[k], faces, (1 - share) * offsets[before] + share * offsets[after])
         report.frame_rounds = frame_round + 1
     return vertices, frames, report
