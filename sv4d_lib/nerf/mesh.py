@@ -227,6 +227,16 @@ def move_along_normals(positions: np.ndarray, faces: np.ndarray, offset: np.ndar
     return positions + (offset[:, None] * vertex_normals(positions, faces)).astype(np.float32)
 
 
+def move_with_frames(vertices: np.ndarray, frames: list[np.ndarray], faces: np.ndarray, offset: np.ndarray
+                     ) -> np.ndarray:
+    """Canonical vertices (N, 3) moved by `offset` (N,) along their normals, returned; every frame of each array in
+    `frames` ((K, N, 3) each) moved in place the same way, along its own normals."""
+    for positions in frames:
+        for k in range(positions.shape[0]):
+            positions[k] = move_along_normals(positions[k], faces, offset)
+    return move_along_normals(vertices, faces, offset)
+
+
 def neighbour_mean(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Each vertex's row of `values` (N, ...) averaged with its neighbours' (graph `edges` (E, 2))."""
     total, count = values.copy(), np.ones(len(values))

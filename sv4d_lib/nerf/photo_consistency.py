@@ -28,9 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .mesh import move_along_normals, neighbour_mean, vertex_normals
+from .mesh import move_with_frames, neighbour_mean, vertex_normals
 from .projection import ViewSet, inside_distance, nearest_depth, sample_pixels
-from .raycast import depth_maps
 from .vertex_solve import neighbour_fill
 
 
@@ -59,39 +58,37 @@ class PhotoConsistencyReport:
     mean_move: float  # mean |move|, world units
 
 
-def _costs(frames: np.ndarray, faces: np.ndarray, views: ViewSet, offsets_px: np.ndarray,
+def _costs(frames: np.ndarray, faces: np.ndarray, views: ViewSet, offsets: np.ndarray,
            settings: PhotoConsistencySettings, step: Callable[[], None]) -> tuple[np.ndarray, np.ndarray]:
-    """Per vertex and candidate, the weighted colour variance (N, K) over the views and frames that see the vertex,
-    and how many distinct views saw it (N,)."""
+    """Per vertex and candidate move `offsets` (K,) along the normal (world units), the weighted colour variance
+    (N, K) over the views and frames that see the vertex, and how many distinct views saw it (N,)."""
     cameras = views.cameras
     num_views, num_frames, height, width, _ = views.videos.shape
     focal = cameras.focal(height)
     centres = cameras.c2w()[:, :3, 3]
     masks = views.object_masks()
     count = frames.shape[1]
-    k = len(offsets_px)
+    k = len(offsets)
     first = torch.zeros(count, k, 3, dtype=torch.float64)
     second = torch.zeros(count, k, dtype=torch.float64)
     total = torch.zeros(count, dtype=torch.float64)
     seen = torch.zeros(num_views, count, dtype=torch.bool)
-    steps = torch.from_numpy(offsets_px).float()
-    pixel = cameras.radius / focal  # one pixel at the orbit centre, world units
+    steps = torch.from_numpy(offsets).float()
     for f in range(num_frames):
         positions = torch.from_numpy(frames[f].astype(np.float32))
         normals = torch.from_numpy(vertex_normals(frames[f], faces).astype(np.float32))
         inside = inside_distance(masks[:, f])
+        surface = views.depth_maps(frames[f].astype(np.float32), faces)  # (V, H, W)
         for v in range(num_views):
             camera = cameras.select([v])
-            moved = views.seen_by(v, positions)
-            surface = depth_maps(moved.numpy(), faces, camera, width, height)
-            pixels, depth = (x[0] for x in camera.project(moved, width, height))
-            visible = depth <= nearest_depth(surface, pixels[None])[0] + depth / focal
+            pixels, depth = (x[0] for x in camera.project(views.seen_by(v, positions), width, height))
+            visible = depth <= nearest_depth(surface[v:v + 1], pixels[None])[0] + depth / focal
             cosine = (F.normalize(centres[v] - positions, dim=-1) * normals).sum(-1)
             edge = sample_pixels(inside[v:v + 1, None], pixels[None])[0, :, 0]
             weight = cosine.clamp(min=0) ** 2 * visible * (cosine > settings.min_cosine) * (edge >= settings.edge_px)
             use = weight > 0
             if use.any():
-                candidates = positions[use, None] + (steps * pixel)[None, :, None] * normals[use, None]  # (U, K, 3)
+                candidates = positions[use, None] + steps[None, :, None] * normals[use, None]  # (U, K, 3)
                 where, _ = camera.project(views.seen_by(v, candidates.reshape(-1, 3)), width, height)
                 colour = sample_pixels(views.videos[v, f].permute(2, 0, 1)[None].float(), where)[0].view(-1, k, 3)
                 w = weight[use].double()
@@ -105,19 +102,20 @@ def _costs(frames: np.ndarray, faces: np.ndarray, views: ViewSet, offsets_px: np
     return variance.clamp(min=0).numpy(), seen.sum(0).numpy()
 
 
-def _moves_px(cost: np.ndarray, views_seen: np.ndarray, offsets_px: np.ndarray, edges: np.ndarray,
-              settings: PhotoConsistencySettings) -> tuple[np.ndarray, np.ndarray]:
-    """Per-vertex move along the normal in pixels (N,) and which vertices decided their own (N,)."""
+def _moves(cost: np.ndarray, views_seen: np.ndarray, offsets: np.ndarray, edges: np.ndarray,
+           settings: PhotoConsistencySettings) -> tuple[np.ndarray, np.ndarray]:
+    """Per-vertex move along the normal (N,), in the units of the candidate `offsets` (K,), and which vertices
+    decided their own (N,)."""
     for _ in range(settings.cost_smoothing):
         cost = neighbour_mean(cost, edges)
     low, high = cost.min(1, keepdims=True), cost.max(1, keepdims=True)
     # the smallest move whose cost is within `tie` of the best: where the colours agree over a range of depths
     # (flat colour) nothing decides between them, and the surface stays
     acceptable = cost <= low + settings.tie * (high - low)
-    best = np.where(acceptable, np.abs(offsets_px)[None], np.inf).argmin(1)
-    move = offsets_px[best]
+    best = np.where(acceptable, np.abs(offsets)[None], np.inf).argmin(1)
+    move = offsets[best]
     contrast = (cost.mean(1) - low[:, 0]) / np.maximum(cost.mean(1), 1e-12)
-    inner = (best > 0) & (best < len(offsets_px) - 1)
+    inner = (best > 0) & (best < len(offsets) - 1)
     decided = (views_seen >= 2) & (contrast >= settings.min_contrast) & inner
     move = neighbour_fill(np.where(decided, move, 0.0)[:, None], ~decided, edges)[:, 0]
     for _ in range(settings.move_smoothing):
@@ -140,7 +138,8 @@ def refine_photo_consistency(
     settings = settings or PhotoConsistencySettings()
     views.check_frames(frames[0].shape[0])
     half = int(round(settings.range_px / settings.step_px))
-    offsets_px = np.arange(-half, half + 1) * settings.step_px
+    pixel = views.cameras.radius / views.cameras.focal(views.videos.shape[2])  # at the orbit centre, world units
+    offsets = np.arange(-half, half + 1) * settings.step_px * pixel
     vertices, frames = vertices.copy(), [f.copy() for f in frames]
     report = PhotoConsistencyReport(0, 0, 0.0)
     total = settings.rounds * views.num_frames * views.videos.shape[0]
@@ -152,14 +151,10 @@ def refine_photo_consistency(
         if progress is not None:
             progress(done, total)
 
-    focal = views.cameras.focal(views.videos.shape[2])
     for round_ in range(settings.rounds):
-        cost, views_seen = _costs(frames[0], faces, views, offsets_px, settings, step)
-        move_px, decided = _moves_px(cost, views_seen, offsets_px, edges, settings)
-        offset = settings.move_share * move_px * views.cameras.radius / focal  # pixels at the orbit centre → world units
-        vertices = move_along_normals(vertices, faces, offset)
-        for positions in frames:
-            for k in range(positions.shape[0]):
-                positions[k] = move_along_normals(positions[k], faces, offset)
+        cost, views_seen = _costs(frames[0], faces, views, offsets, settings, step)
+        move, decided = _moves(cost, views_seen, offsets, edges, settings)
+        offset = settings.move_share * move
+        vertices = move_with_frames(vertices, frames, faces, offset)
         report = PhotoConsistencyReport(round_ + 1, int(decided.sum()), float(np.abs(offset).mean()))
     return vertices, frames, report

@@ -57,6 +57,15 @@ class ViewSet:
         if count != self.num_frames:
             raise ValueError(f"the mesh has {count} frames but the views have {self.num_frames}")
 
+    def depth_maps(self, positions: np.ndarray, faces: np.ndarray) -> torch.Tensor:
+        """Depth maps (V, H, W) of a mesh (vertices (P, 3) float32, faces (M, 3)) from every view, +inf where it
+        misses (`raycast.depth_maps`); a turned view's camera sees its own moved copy of the mesh."""
+        cameras, (height, width) = self.cameras, self.videos.shape[2:4]
+        if self.turns is None:
+            return depth_maps(positions, faces, cameras, width, height)
+        return torch.cat([depth_maps(self.seen_by(v, torch.from_numpy(positions)).numpy(), faces, cameras.select([v]),
+                                     width, height) for v in range(self.videos.shape[0])])
+
     def object_masks(self) -> torch.Tensor:
         """Masks (V, F, H, W) in [0, 1]: the given ones, or derived from the white background as the fit does."""
         if self.masks is not None:
@@ -150,12 +159,7 @@ def projected_colours(
         corners = torch.from_numpy(positions[triangles])  # (P, 3, 3)
         points = torch.einsum("pk,pkd->pd", weights, corners)
         normals = F.normalize(torch.linalg.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), dim=-1)
-        if views.turns is None:
-            surface = depth_maps(positions, faces, cameras, width, height)  # (V, H, W)
-        else:  # each turned camera sees its own moved copy of the mesh
-            moved = [views.seen_by(v, torch.from_numpy(positions)).numpy() for v in range(num_views)]
-            surface = torch.cat([depth_maps(moved[v], faces, cameras.select([v]), width, height)
-                                 for v in range(num_views)])
+        surface = views.depth_maps(positions, faces)  # (V, H, W)
         edges = inside_distance(masks[:, f])
         for v in range(num_views):  # one view at a time: memory stays at a few P-sized buffers, progress prompt
             pixels, depth = (x[0] for x in cameras.select([v]).project(views.seen_by(v, points), width, height))

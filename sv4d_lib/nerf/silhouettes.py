@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .mesh import move_along_normals, neighbour_mean, vertex_normals
+from .mesh import move_along_normals, move_with_frames, neighbour_mean, vertex_normals
 from .projection import ViewSet, sample_pixels
 from .raycast import depth_maps
 from .vertex_solve import neighbour_fill
@@ -141,10 +141,7 @@ def refine_silhouettes(
         if not asked.any():
             break
         offset = _offset(moves, asked, edges, settings)
-        vertices = move_along_normals(vertices, faces, offset)
-        for positions in frames:
-            for k in range(positions.shape[0]):
-                positions[k] = move_along_normals(positions[k], faces, offset)
+        vertices = move_with_frames(vertices, frames, faces, offset)
         report = SilhouetteReport(round_ + 1, 0, int((asked > 0).sum()), float(np.abs(offset).mean()))
     settled = settings.rounds > 0 and report.rounds == settings.rounds  # every shared round found rims
     for frame_round in range(settings.frame_rounds if settled else 0):
@@ -158,6 +155,7 @@ def refine_silhouettes(
             for k, position in enumerate(at):
                 before, share = int(np.floor(position)), position - np.floor(position)
                 after = min(before + 1, views.num_frames - 1)
-                positions[k] = move_along_normals(positions[k], faces, (1 - share) * offsets[before] + share * offsets[after])
+                offset = (1 - share) * offsets[before] + share * offsets[after]
+                positions[k] = move_along_normals(positions[k], faces, offset)
         report.frame_rounds = frame_round + 1
     return vertices, frames, report

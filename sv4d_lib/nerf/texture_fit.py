@@ -83,8 +83,7 @@ def fit_texture(
     settings = settings or TextureFitSettings()
     if settings.supersample < 1 or settings.smoothness < 0 or settings.damping <= 0:
         raise ValueError(f"texture fit needs supersample >= 1, smoothness >= 0 and damping > 0, got {settings}")
-    if frames.shape[0] != views.num_frames:
-        raise ValueError(f"the mesh has {frames.shape[0]} frames but the views have {views.num_frames}")
+    views.check_frames(frames.shape[0])
     size = int(round(np.sqrt(covered.size)))
     base = dilate(colours.reshape(size, size, 3), covered.reshape(size, size)).reshape(-1, 3)  # what is written
     num_vertices = frames.shape[1]
