@@ -125,6 +125,7 @@ def run(layout: str, field_path: str | None, quick: bool) -> dict:
         "depth_auto": float(np.ptp(mesh.frames[0][:, 2])), "depth_old": float(np.ptp(surface.vertices[:, 2])),
         "depth_truth": float(np.ptp(truth_vertices[:, 2])), "worst_gaps": worst_gaps,
         "settings": settings, "consistency": export.consistency, "silhouettes": export.silhouettes,
+        "tracking": export.tracking,
         "texture_fit": export.texture_fit,
     })
     return result
@@ -196,6 +197,10 @@ def layout_markdown(r: dict) -> list[str]:
         "last shared round | "
         + ("off |" if r["silhouettes"] is None else f"{r['silhouettes'].rounds} + {r['silhouettes'].frame_rounds} / "
            f"{r['silhouettes'].rim_vertices} / {r['silhouettes'].mean_move:.2e} |"),
+        "| each frame slid along its surface to where its views show the clip's colours: rounds / vertex-frames "
+        "decided by their views / mean slide | "
+        + ("off |" if r["tracking"] is None else f"{r['tracking'].rounds} / "
+           f"{100 * r['tracking'].decided_share:.0f} % / {r['tracking'].mean_move:.2e} |"),
         "| texture fitted to the views by least squares: PSNR of the mesh's renders over the view pixels it covers, "
         "projected → fitted | "
         + ("off |" if r["texture_fit"] is None else f"{r['texture_fit'].psnr_before:.2f} → "

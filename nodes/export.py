@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 # ComfyUI ≥ 0.12 has a typed 3D-file socket (File3D); 0.3.75 only takes a STRING path in Preview3D.
 HAS_FILE3D = hasattr(io, "File3DGLB")
 # Share of the progress bar per export stage (measured proportions of a CPU export at the defaults).
-STAGE_SPAN = dict(zip(STAGES, (0.2, 0.2, 0.05, 0.1, 0.2, 0.05, 0.2)))
+STAGE_SPAN = dict(zip(STAGES, (0.05, 0.3, 0.03, 0.15, 0.12, 0.3, 0.01, 0.04)))
 _DEFAULTS = ExportSettings()
 
 
@@ -141,7 +141,8 @@ class SV4D2Export4DMesh(io.ComfyNode):
                 io.Image.Input("images", optional=True,
                                tooltip="The multi-view video the field was fitted to (the same input as SV4D2 Fit "
                                "4D's images, view-major): the mesh's surface is moved to where the views agree on "
-                               "its colour, its outline onto their masks at every frame, and with texture_source "
+                               "its colour, its outline onto their masks at every frame, each frame slid along its "
+                               "surface to where its views show the clip's colours, and with texture_source "
                                "'views' the texture is projected from it."),
                 Cameras.Input("cameras", optional=True, tooltip="The orbit of `images` (input view first)."),
                 io.Mask.Input("masks", optional=True,

@@ -7,12 +7,15 @@ Pipeline (each stage reports progress; raising from the callback stops the expor
 3. `consistency`: with the views given, the surface moved along its normals to where the views agree on its colour:
    the shape between their outlines (`photo_consistency.py`);
 4. `silhouettes`: with the views given, the mesh's outline moved onto their masks at every frame (`silhouettes.py`);
-5. `baking`: UV atlas and baseColor texture projected from the views the field was fitted to, onto the deformed
+5. `tracking`: with the views given, each frame's mesh slid along its surface to where that frame's views show
+   the colours all frames agree on, so that the one texture is not a blur of slightly misplaced frames
+   (`tracking.py`);
+6. `baking`: UV atlas and baseColor texture projected from the views the field was fitted to, onto the deformed
    mesh of every frame (`projection.py`), the canonical colour of the field where no view sees the surface
    (`texture.py`), then corrected by least squares so that the mesh renders the views (`texture_fit.py`); or from
    the field alone; or vertex colours;
-6. `writing`: one GLB, one morph target per frame, a looping animation named after the file (`gltf.py`);
-7. `turntable`: the written GLB read back and ray-cast around the orbit, playing its animation (`raycast.py`).
+7. `writing`: one GLB, one morph target per frame, a looping animation named after the file (`gltf.py`);
+8. `turntable`: the written GLB read back and ray-cast around the orbit, playing its animation (`raycast.py`).
 
 One mesh is extracted in canonical space (= frame 0), so topology, UVs and texture stay fixed and each frame is a
 morph target. Both files are written under temporary names and renamed only when both are complete and checked, so
@@ -40,6 +43,7 @@ from .projection import ProjectionSettings, ViewSet, blend_with_field, projected
 from .photo_consistency import PhotoConsistencyReport, PhotoConsistencySettings, refine_photo_consistency
 from .silhouettes import SilhouetteReport, SilhouetteSettings, refine_silhouettes
 from .raycast import render_mesh
+from .tracking import TrackingReport, TrackingSettings, track_frames
 from .texture import BakeSettings, field_colours, finish_texture, uv_atlas
 from .texture_fit import TextureFit, TextureFitSettings, fit_texture
 
@@ -48,7 +52,7 @@ if TYPE_CHECKING:
 
 # Progress(stage, done, total): stage is one of STAGES, in that order.
 ExportProgress = Callable[[str, int, int], None]
-STAGES = ("surface", "deformation", "consistency", "silhouettes", "baking", "writing", "turntable")
+STAGES = ("surface", "deformation", "consistency", "silhouettes", "tracking", "baking", "writing", "turntable")
 # Morph normals are written when some frame turns more than this share of the normals by over 10°: without them a
 # lit viewer shades moving limbs with their rest-pose normals.
 MORPH_NORMAL_SHARE = 0.01
@@ -61,6 +65,7 @@ class ExportSettings:
     surface: SurfaceSettings = dataclass_field(default_factory=SurfaceSettings)
     photo_consistency: PhotoConsistencySettings = dataclass_field(default_factory=PhotoConsistencySettings)
     silhouettes: SilhouetteSettings = dataclass_field(default_factory=SilhouetteSettings)  # with the views given
+    tracking: TrackingSettings = dataclass_field(default_factory=TrackingSettings)  # with the views given
     bake: BakeSettings = dataclass_field(default_factory=BakeSettings)
     colour: str = "texture"  # "texture" (UV atlas + baseColor image) or "vertex" (COLOR_0)
     texture_source: str = "views"  # "views": projected from the views when given (else the field); "field"
@@ -91,6 +96,7 @@ class Export4D:
     solves: list[FrameSolve]
     consistency: PhotoConsistencyReport | None  # None: no views were given
     silhouettes: SilhouetteReport | None  # None: no views were given
+    tracking: TrackingReport | None  # None: no views were given
     texture_source: str  # what coloured the mesh: "views", "field" or "vertex colours from the field"
     view_coverage: float  # share of the texture's surface texels that at least one view sees (0 without views)
     texture_fit: TextureFit | None  # None: the texture was not projected from the views or not corrected
@@ -122,6 +128,10 @@ class Export4D:
             f"; outline moved onto the views' masks ({self.silhouettes.rim_vertices} rim vertices, mean move "
             f"{self.silhouettes.mean_move:.2e} in the last of {self.silhouettes.rounds} rounds, then "
             f"{self.silhouettes.frame_rounds} per frame)")
+        if self.tracking is not None:
+            outline += (f"; each frame slid along its surface to where its views show the clip's colours (mean slide "
+                        f"{self.tracking.mean_move:.2e}, {100 * self.tracking.decided_share:.0f} % of "
+                        "vertex-frames decided by their views)")
         return (f"{self.glb.name}: {self.file_bytes / 1e6:.2f} MB, {self.faces} faces, {self.vertices} vertices, "
                 f"{self.num_frames} frames at {self.fps:g} fps ({loop}); colour: {colour}; surface level "
                 f"σ={self.surface.level:.3g}, "
@@ -248,6 +258,14 @@ def export_4d(
         view_frames, frames = moved[0], moved[-1]
     outline(1, 1)
     lap("silhouettes")
+    slide = stage("tracking")
+    tracking = None
+    if views is not None and settings.tracking.rounds > 0:
+        moved = [view_frames] if view_frames is frames else [view_frames, frames]
+        moved, tracking = track_frames(faces, edges, moved, views, settings.tracking, slide)
+        view_frames, frames = moved[0], moved[-1]
+    slide(1, 1)
+    lap("tracking")
     normals = vertex_normals(vertices, faces)
     frame_normals = np.stack([vertex_normals(f, faces) for f in frames])
     morph_normals = settings.morph_normals
@@ -299,4 +317,4 @@ def export_4d(
             lap("turntable")
     return Export4D(glb_path, video_path if settings.turntable else None, len(data), float(fps), num_frames,
                     len(mesh.vertices), len(mesh.faces), bool(morph_normals), closes_loop, report, solves, consistency,
-                    silhouettes, source, coverage, texture_fit, seconds)
+                    silhouettes, tracking, source, coverage, texture_fit, seconds)

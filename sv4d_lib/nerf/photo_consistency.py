@@ -26,11 +26,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .mesh import move_with_frames, neighbour_mean, vertex_normals
-from .projection import ViewSet, inside_distance, nearest_depth, sample_pixels
-from .vertex_solve import neighbour_fill
+from .candidate_search import candidate_colours, chosen_moves
+from .mesh import move_with_frames, vertex_normals
+from .projection import ViewSet, inside_distance
 
 
 @dataclass
@@ -62,10 +61,7 @@ def _costs(frames: np.ndarray, faces: np.ndarray, views: ViewSet, offsets: np.nd
            settings: PhotoConsistencySettings, step: Callable[[], None]) -> tuple[np.ndarray, np.ndarray]:
     """Per vertex and candidate move `offsets` (K,) along the normal (world units), the weighted colour variance
     (N, K) over the views and frames that see the vertex, and how many distinct views saw it (N,)."""
-    cameras = views.cameras
-    num_views, num_frames, height, width, _ = views.videos.shape
-    focal = cameras.focal(height)
-    centres = cameras.c2w()[:, :3, 3]
+    num_views, num_frames = views.videos.shape[:2]
     masks = views.object_masks()
     count = frames.shape[1]
     k = len(offsets)
@@ -77,50 +73,20 @@ def _costs(frames: np.ndarray, faces: np.ndarray, views: ViewSet, offsets: np.nd
     for f in range(num_frames):
         positions = torch.from_numpy(frames[f].astype(np.float32))
         normals = torch.from_numpy(vertex_normals(frames[f], faces).astype(np.float32))
-        inside = inside_distance(masks[:, f])
         surface = views.depth_maps(frames[f].astype(np.float32), faces)  # (V, H, W)
-        for v in range(num_views):
-            camera = cameras.select([v])
-            pixels, depth = (x[0] for x in camera.project(views.seen_by(v, positions), width, height))
-            visible = depth <= nearest_depth(surface[v:v + 1], pixels[None])[0] + depth / focal
-            cosine = (F.normalize(centres[v] - positions, dim=-1) * normals).sum(-1)
-            edge = sample_pixels(inside[v:v + 1, None], pixels[None])[0, :, 0]
-            weight = cosine.clamp(min=0) ** 2 * visible * (cosine > settings.min_cosine) * (edge >= settings.edge_px)
-            use = weight > 0
-            if use.any():
-                candidates = positions[use, None] + steps[None, :, None] * normals[use, None]  # (U, K, 3)
-                where, _ = camera.project(views.seen_by(v, candidates.reshape(-1, 3)), width, height)
-                colour = sample_pixels(views.videos[v, f].permute(2, 0, 1)[None].float(), where)[0].view(-1, k, 3)
-                w = weight[use].double()
-                first[use] += w[:, None, None] * colour.double()
-                second[use] += w[:, None] * (colour.double() ** 2).sum(-1)
-                total[use] += w
-                seen[v] |= use
+        along = steps[None, :, None] * normals[:, None]  # (N, K, 3)
+        for v, use, weight, colour, _ in candidate_colours(views, f, positions, normals, surface, masks[:, f],
+                                                           inside_distance(masks[:, f]), along, settings.min_cosine,
+                                                           settings.edge_px):
+            w = weight.double()
+            first[use] += w[:, None, None] * colour.double()
+            second[use] += w[:, None] * (colour.double() ** 2).sum(-1)
+            total[use] += w
+            seen[v] |= use
             step()
     mean = first / total.clamp(min=1e-12)[:, None, None]
     variance = second / total.clamp(min=1e-12)[:, None] - (mean**2).sum(-1)
     return variance.clamp(min=0).numpy(), seen.sum(0).numpy()
-
-
-def _moves(cost: np.ndarray, views_seen: np.ndarray, offsets: np.ndarray, edges: np.ndarray,
-           settings: PhotoConsistencySettings) -> tuple[np.ndarray, np.ndarray]:
-    """Per-vertex move along the normal (N,), in the units of the candidate `offsets` (K,), and which vertices
-    decided their own (N,)."""
-    for _ in range(settings.cost_smoothing):
-        cost = neighbour_mean(cost, edges)
-    low, high = cost.min(1, keepdims=True), cost.max(1, keepdims=True)
-    # the smallest move whose cost is within `tie` of the best: where the colours agree over a range of depths
-    # (flat colour) nothing decides between them, and the surface stays
-    acceptable = cost <= low + settings.tie * (high - low)
-    best = np.where(acceptable, np.abs(offsets)[None], np.inf).argmin(1)
-    move = offsets[best]
-    contrast = (cost.mean(1) - low[:, 0]) / np.maximum(cost.mean(1), 1e-12)
-    inner = (best > 0) & (best < len(offsets) - 1)
-    decided = (views_seen >= 2) & (contrast >= settings.min_contrast) & inner
-    move = neighbour_fill(np.where(decided, move, 0.0)[:, None], ~decided, edges)[:, 0]
-    for _ in range(settings.move_smoothing):
-        move = neighbour_mean(move, edges)
-    return move, decided
 
 
 def refine_photo_consistency(
@@ -153,7 +119,9 @@ def refine_photo_consistency(
 
     for round_ in range(settings.rounds):
         cost, views_seen = _costs(frames[0], faces, views, offsets, settings, step)
-        move, decided = _moves(cost, views_seen, offsets, edges, settings)
+        move, decided = chosen_moves(cost, offsets[:, None], views_seen >= 2, edges, settings.cost_smoothing,
+                                     settings.tie, settings.min_contrast, settings.move_smoothing)
+        move = move[:, 0]
         offset = settings.move_share * move
         vertices = move_with_frames(vertices, frames, faces, offset)
         report = PhotoConsistencyReport(round_ + 1, int(decided.sum()), float(np.abs(offset).mean()))

@@ -213,8 +213,8 @@ def test_export_writes_a_valid_textured_animated_glb_and_turntable(tmp_path):
                        progress=lambda stage, done, total: stages.append(stage))
     assert result.glb == tmp_path / "_odd_name.glb" and result.turntable == tmp_path / "_odd_name_turntable.mp4"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["_odd_name.glb", "_odd_name_turntable.mp4"]
-    assert list(dict.fromkeys(stages)) == ["surface", "deformation", "consistency", "silhouettes", "baking",
-                                           "writing", "turntable"]
+    assert list(dict.fromkeys(stages)) == ["surface", "deformation", "consistency", "silhouettes", "tracking",
+                                           "baking", "writing", "turntable"]
     assert result.file_bytes == result.glb.stat().st_size and result.max_residual < 1e-5
     back = read_glb(result.glb.read_bytes())
     # constant backward warp Δ = t·(0, 0.1, 0): frame k sits 0.1·t lower than the canonical mesh
