@@ -70,14 +70,11 @@ def tangent_axes(normals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _interpolate(moves: np.ndarray, count: int) -> np.ndarray:
-    """Per-frame moves (F, N, 3) at the views' frames → (count, N, 3) at `count` frames spread over the same clip."""
-    if count == moves.shape[0]:
-        return moves
-    at = np.linspace(0.0, moves.shape[0] - 1, count)
-    low = np.minimum(np.floor(at).astype(int), moves.shape[0] - 2) if moves.shape[0] > 1 else np.zeros(count, int)
-    share = (at - low)[:, None, None] if moves.shape[0] > 1 else np.zeros((count, 1, 1))
-    high = np.minimum(low + 1, moves.shape[0] - 1)
-    return (1.0 - share) * moves[low] + share * moves[high]
+    """Per-frame moves (F, N, 3) at the views' frames → (count, N, 3) at `count` frames spread over the same clip
+    (linear in time)."""
+    series = torch.from_numpy(moves).reshape(moves.shape[0], -1).T[None]  # (1, N·3, F)
+    resampled = F.interpolate(series, size=count, mode="linear", align_corners=True)[0].T
+    return resampled.reshape(count, *moves.shape[1:]).numpy()
 
 
 def track_frames(
@@ -113,30 +110,31 @@ def track_frames(
         if progress is not None:
             progress(done, total_steps)
 
-    def votes(f: int, candidates: torch.Tensor):
+    def votes(f: int, normals: torch.Tensor, candidates: torch.Tensor):
         at = torch.from_numpy(positions[f].astype(np.float32))
-        normals = torch.from_numpy(vertex_normals(positions[f], faces))
         yield from candidate_colours(views, f, at, normals, surfaces[f], masks[:, f], inside[f], candidates,
                                      settings.min_cosine, settings.edge_px)
+
+    grid = torch.from_numpy(offsets).float()
 
     for _ in range(settings.rounds):
         surfaces = [views.depth_maps(positions[f].astype(np.float32), faces) for f in range(num_frames)]
         colour_sum = torch.zeros(count, 3, dtype=torch.float64)
         weight_sum = torch.zeros(count, dtype=torch.float64)
+        normals = [torch.from_numpy(vertex_normals(positions[f], faces)) for f in range(num_frames)]
         for f in range(num_frames):
-            for _, use, weight, colour, _ in votes(f, torch.zeros(count, 1, 3)):
+            for _, use, weight, colour, _ in votes(f, normals[f], torch.zeros(count, 1, 3)):
                 colour_sum[use] += weight.double()[:, None] * colour[:, 0].double()
                 weight_sum[use] += weight.double()
                 step()
         reference = (colour_sum / weight_sum.clamp(min=1e-12)[:, None]).float()
         decided_count = 0
         for f in range(num_frames):
-            first, second = tangent_axes(torch.from_numpy(vertex_normals(positions[f], faces)))
-            grid = torch.from_numpy(offsets).float()
+            first, second = tangent_axes(normals[f])
             candidates = grid[None, :, :1] * first[:, None] + grid[None, :, 1:] * second[:, None]  # (N, K, 3)
             cost = torch.zeros(count, len(offsets), dtype=torch.float64)
             total = torch.zeros(count, len(offsets), dtype=torch.float64)
-            for _, use, weight, colour, coverage in votes(f, candidates):
+            for _, use, weight, colour, coverage in votes(f, normals[f], candidates):
                 # a candidate counts where it and its mirror image through the vertex land on the object: a
                 # one-sided choice at the outline would slide even flat colour away from the background
                 valid = ((coverage >= 0.99) & (coverage.flip(1) >= 0.99)).double() * weight.double()[:, None]
