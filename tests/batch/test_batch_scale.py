@@ -81,7 +81,7 @@ def run_and_kill(command: list[str], out: Path, on_target, kill) -> tuple[subpro
             victim = pick_victim(read_manifest(out), on_target)
             time.sleep(0.3)
         if victim is not None:
-            time.sleep(2.0)  # into the sampling, well before the job's outputs are written
+            time.sleep(0.5)  # into the job, well before its outputs are written (a tiny job takes about 2 s)
             kill(victim)
         process.wait(timeout=max(TIMEOUT - (time.monotonic() - started), 1))
     finally:
