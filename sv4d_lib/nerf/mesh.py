@@ -9,6 +9,7 @@ no shrinkage) and decimates to a face budget (fast-simplification, quadric error
 """
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 if TYPE_CHECKING:
     import trimesh
@@ -31,6 +33,18 @@ EMPTY_DENSITY = 1.0
 # Share of rays whose half-opacity crossing may lie below the surface level. The median (0.5) left holes in the
 # lower body of the real dev scene's mesh (GLB 5 dB below the field's render); 0.1 keeps it whole (bench_export.md).
 LEVEL_QUANTILE = 0.1
+
+
+def progress_steps(progress: Progress | None, total: int) -> Callable[[], None]:
+    """A `step()` that reports `progress(done, total)` with one more done at each call (nothing without `progress`)."""
+    counter = itertools.count(1)
+
+    def step() -> None:
+        done = next(counter)
+        if progress is not None:
+            progress(done, total)
+
+    return step
 
 
 @dataclass
@@ -225,6 +239,14 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 def move_along_normals(positions: np.ndarray, faces: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """Positions (N, 3) moved by `offset` (N,) along their own vertex normals."""
     return positions + (offset[:, None] * vertex_normals(positions, faces)).astype(np.float32)
+
+
+def resample_in_time(values: np.ndarray, count: int) -> np.ndarray:
+    """Per-frame values (F, …) at the views' frames → (count, …) at `count` frames spread over the same clip
+    (linear in time, the first and last frames kept)."""
+    series = torch.from_numpy(values).reshape(values.shape[0], -1).T[None]  # (1, ·, F)
+    resampled = F.interpolate(series, size=count, mode="linear", align_corners=True)[0].T
+    return resampled.reshape(count, *values.shape[1:]).numpy()
 
 
 def move_with_frames(vertices: np.ndarray, frames: list[np.ndarray], faces: np.ndarray, offset: np.ndarray

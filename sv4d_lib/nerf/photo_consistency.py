@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .candidate_search import candidate_colours, chosen_moves
-from .mesh import move_with_frames, vertex_normals
+from .mesh import move_with_frames, progress_steps, vertex_normals
 from .projection import ViewSet, inside_distance
 
 
@@ -109,13 +109,7 @@ def refine_photo_consistency(
     vertices, frames = vertices.copy(), [f.copy() for f in frames]
     report = PhotoConsistencyReport(0, 0, 0.0)
     total = settings.rounds * views.num_frames * views.videos.shape[0]
-    done = 0
-
-    def step() -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total)
+    step = progress_steps(progress, total)
 
     for round_ in range(settings.rounds):
         cost, views_seen = _costs(frames[0], faces, views, offsets, settings, step)

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .mesh import move_along_normals, move_with_frames, neighbour_mean, vertex_normals
+from .mesh import (move_along_normals, move_with_frames, neighbour_mean, progress_steps, resample_in_time,
+                   vertex_normals)
 from .projection import ViewSet, sample_pixels
-from .raycast import depth_maps
 from .vertex_solve import neighbour_fill
 
 
@@ -73,9 +73,10 @@ def _requests(positions: np.ndarray, faces: np.ndarray, normals: np.ndarray, vie
     focal = cameras.focal(height)
     centres = cameras.c2w()[:, :3, 3].numpy()
     moves, asked = np.zeros(len(positions)), np.zeros(len(positions))
+    coverage = torch.isfinite(views.depth_maps(positions, faces))  # (V, H, W)
     for v in range(num_views):
         seen = views.seen_by(v, torch.from_numpy(positions))
-        covered = torch.isfinite(depth_maps(seen.numpy(), faces, cameras.select([v]), width, height))[0]
+        covered = coverage[v]
         mesh_distance = torch.from_numpy(_signed_distance(covered.numpy())).float()
         pixels, depth = (x[0] for x in cameras.select([v]).project(seen, width, height))
         to_camera = centres[v] - seen.numpy()
@@ -123,13 +124,7 @@ def refine_silhouettes(
     vertices, frames = vertices.copy(), [f.copy() for f in frames]
     report = SilhouetteReport(0, 0, 0, 0.0)
     total = (settings.rounds + settings.frame_rounds) * views.num_frames * views.videos.shape[0]
-    done = 0
-
-    def step() -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total)
+    step = progress_steps(progress, total)
 
     for round_ in range(settings.rounds):
         moves, asked = np.zeros(len(vertices)), np.zeros(len(vertices))
@@ -151,11 +146,7 @@ def refine_silhouettes(
                                      mask_distance, settings, step)
             offsets[f] = _offset(moves, asked, edges, settings)  # zero where no view saw a rim
         for positions in frames:  # the animation's frames take the offsets of the views' frames around them
-            at = np.linspace(0.0, views.num_frames - 1, positions.shape[0])
-            for k, position in enumerate(at):
-                before, share = int(np.floor(position)), position - np.floor(position)
-                after = min(before + 1, views.num_frames - 1)
-                offset = (1 - share) * offsets[before] + share * offsets[after]
+            for k, offset in enumerate(resample_in_time(offsets, positions.shape[0])):
                 positions[k] = move_along_normals(positions[k], faces, offset)
         report.frame_rounds = frame_round + 1
     return vertices, frames, report

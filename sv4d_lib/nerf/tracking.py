@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .candidate_search import candidate_colours, chosen_moves
-from .mesh import vertex_normals
+from .mesh import progress_steps, resample_in_time, vertex_normals
 from .projection import ViewSet, inside_distance
 
 
@@ -69,14 +69,6 @@ def tangent_axes(normals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return first, torch.linalg.cross(normals, first)
 
 
-def _interpolate(moves: np.ndarray, count: int) -> np.ndarray:
-    """Per-frame moves (F, N, 3) at the views' frames → (count, N, 3) at `count` frames spread over the same clip
-    (linear in time)."""
-    series = torch.from_numpy(moves).reshape(moves.shape[0], -1).T[None]  # (1, N·3, F)
-    resampled = F.interpolate(series, size=count, mode="linear", align_corners=True)[0].T
-    return resampled.reshape(count, *moves.shape[1:]).numpy()
-
-
 def track_frames(
     faces: np.ndarray,
     edges: np.ndarray,
@@ -102,13 +94,7 @@ def track_frames(
     total_moves = np.zeros_like(positions)
     decided_share = 0.0
     total_steps = settings.rounds * num_frames * num_views * 2
-    done = 0
-
-    def step() -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total_steps)
+    step = progress_steps(progress, total_steps)
 
     def votes(f: int, normals: torch.Tensor, candidates: torch.Tensor):
         at = torch.from_numpy(positions[f].astype(np.float32))
@@ -155,6 +141,6 @@ def track_frames(
             total_moves[f] += move
             decided_count += int(decided.sum())
         decided_share = decided_count / (num_frames * count)
-    moved = [positions] + [array + _interpolate(total_moves, array.shape[0]) for array in frames[1:]]
+    moved = [positions] + [array + resample_in_time(total_moves, array.shape[0]) for array in frames[1:]]
     mean_move = float(np.linalg.norm(total_moves, axis=-1).mean())
     return moved, TrackingReport(settings.rounds, decided_share, mean_move)
